@@ -1,0 +1,43 @@
+//! gslbd: a global server load balancing (GSLB) authoritative DNS server.
+//!
+//! Operators delegate a subdomain to gslbd; for each query it answers with the virtual
+//! IPs of one region, chosen by a policy from the client's location and the live health
+//! of every region. Static data comes from RFC 1035 zone files.
+//!
+//! # One query, few hops
+//!
+//! ```text
+//! UDP loop / hickory TCP ─► server.rs
+//!   1 let snap = state.load();                      // ArcSwap guard: no lock
+//!   2 snap.zones.resolve(qname, qtype)              // zone/: data | CNAME chain | referral
+//!                                                   //        | NXDOMAIN | NODATA | dynamic name
+//!   3 policy::select(model, health, record, client) // policy/: rank -> filter by health
+//!                                                   //         -> when_all_down
+//!   4 answer::answer(..) -> Reply                   // flags, SOA, EDNS, ECS echo with scope
+//!   5 answer::encode_udp / hickory TCP encode       // TC=1 when it does not fit
+//! ```
+//!
+//! Config, zones and health live together in one immutable [`snapshot::Snapshot`]
+//! behind an `ArcSwap`, so a query never sees an old config with new health, and a
+//! reload or health change is one pointer swap.
+//!
+//! # Loading
+//!
+//! `gslb.toml` → [`config::load`] (parse, validate, collect every error with
+//! file:line:col and key) → [`model::Model`]; `zones/*.zone` → [`zone::file`] →
+//! [`zone::Zones::build`] (attaches dynamic names, checks clashes) → snapshot.
+
+#![warn(missing_docs, unreachable_pub, clippy::dbg_macro, clippy::print_stdout)]
+
+pub mod answer;
+pub mod config;
+pub mod diag;
+pub mod health;
+pub mod model;
+pub mod policy;
+pub mod server;
+pub mod snapshot;
+pub mod zone;
+
+pub use server::{Sockets, bind, run};
+pub use snapshot::{Shared, Snapshot};

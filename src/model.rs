@@ -1,0 +1,308 @@
+//! The validated, immutable model of `gslb.toml`.
+//!
+//! Everything here has been checked by [`crate::config::load`]: region names are resolved
+//! to [`RegionId`]s that index [`Model::regions`], durations are parsed, paths are made
+//! absolute against the config file's folder. The query path indexes `Vec`s by id and never
+//! looks a string up in a map.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+/// Index of a region in [`Model::regions`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RegionId(pub u16);
+
+impl RegionId {
+    /// The index into [`Model::regions`].
+    pub fn index(self) -> usize {
+        usize::from(self.0)
+    }
+}
+
+/// Index of a dynamic record in [`Model::records`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RecordId(pub u32);
+
+impl RecordId {
+    /// The index into [`Model::records`].
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// Where a key was written in the config file (1-based), for errors found after parsing
+/// (a dynamic name that clashes with zone data is only known once zones are loaded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pos {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub col: usize,
+}
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Model {
+    /// The config file it was read from.
+    pub file: PathBuf,
+    /// `[server]`.
+    pub server: Server,
+    /// `[defaults]`.
+    pub defaults: Defaults,
+    /// `[regions.*]`, in file order; [`RegionId`] indexes this.
+    pub regions: Vec<Region>,
+    /// `[records.*]`, in file order; [`RecordId`] indexes this.
+    pub records: Vec<DynRecord>,
+    /// `[latency]`; empty when absent.
+    pub latency: LatencyTable,
+}
+
+impl Model {
+    /// The region with this id.
+    pub fn region(&self, id: RegionId) -> &Region {
+        &self.regions[id.index()]
+    }
+
+    /// The id of the region called `name`.
+    pub fn region_id(&self, name: &str) -> Option<RegionId> {
+        self.regions
+            .iter()
+            .position(|r| r.name == name)
+            .map(|i| RegionId(i as u16))
+    }
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Server {
+    /// DNS listen addresses (UDP and TCP on each).
+    pub listen: Vec<SocketAddr>,
+    /// Admin HTTP API address, when enabled.
+    pub admin: Option<SocketAddr>,
+    /// Bearer token required by mutating admin calls, when set.
+    pub admin_token: Option<String>,
+    /// Folder of `*.zone` files (absolute).
+    pub zones: PathBuf,
+    /// GeoIP database (absolute), when configured.
+    pub geoip: Option<PathBuf>,
+    /// Response rate limiting, when configured.
+    pub rate_limit: Option<RateLimit>,
+    /// TCP limits.
+    pub tcp: TcpLimits,
+}
+
+/// `server.rate_limit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Responses per second allowed per client network.
+    pub responses_per_second: u32,
+    /// Every `slip`-th limited response is sent truncated; 0 never.
+    pub slip: u32,
+}
+
+/// `server.tcp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpLimits {
+    /// Open TCP connections allowed at once.
+    pub max_connections: u32,
+    /// Idle time after which a TCP connection is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for TcpLimits {
+    fn default() -> Self {
+        TcpLimits {
+            max_connections: 1024,
+            idle_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `[defaults]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Defaults {
+    /// TTL of dynamic answers, seconds.
+    pub ttl: u32,
+    /// Probe timing used where a region's probe does not say.
+    pub probe: ProbeTiming,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            ttl: 30,
+            probe: ProbeTiming::default(),
+        }
+    }
+}
+
+/// How often and how patiently a target is probed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeTiming {
+    /// Time between probes of one target.
+    pub interval: Duration,
+    /// Time after which one probe counts as failed.
+    pub timeout: Duration,
+    /// Consecutive successes that bring a down target up.
+    pub rise: u32,
+    /// Consecutive failures that take an up target down.
+    pub fall: u32,
+}
+
+impl Default for ProbeTiming {
+    fn default() -> Self {
+        ProbeTiming {
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(2),
+            rise: 2,
+            fall: 3,
+        }
+    }
+}
+
+/// `[regions.NAME]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Region {
+    /// The region's name as written.
+    pub name: String,
+    /// IPv4 VIPs, in config order.
+    pub v4: Vec<Ipv4Addr>,
+    /// IPv6 VIPs, in config order.
+    pub v6: Vec<Ipv6Addr>,
+    /// Coordinates for the latency policy's distance estimate.
+    pub location: Option<Coords>,
+    /// Health probe; `None` means always up.
+    pub probe: Option<Probe>,
+}
+
+/// A point on Earth, degrees.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Coords {
+    /// Latitude, -90..=90.
+    pub lat: f64,
+    /// Longitude, -180..=180.
+    pub lon: f64,
+}
+
+/// A region's health probe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probe {
+    /// What to probe.
+    pub target: ProbeTarget,
+    /// Timing, with defaults filled in.
+    pub timing: ProbeTiming,
+    /// Addresses that must be up for the region to be up (per-address probes).
+    pub min_healthy: u32,
+}
+
+/// What a probe connects to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProbeTarget {
+    /// An HTTP(S) GET.
+    Http {
+        /// The URL; may contain `{address}`, probed once per region address.
+        url: String,
+        /// Statuses that count as up.
+        expect_status: Vec<u16>,
+        /// A substring the body (first 64 KiB) must contain.
+        expect_body: Option<String>,
+        /// `Host` header to send (for probing a VIP by address).
+        host: Option<String>,
+        /// Accept any TLS certificate.
+        insecure: bool,
+    },
+    /// A TCP connect to `host:port`; may contain `{address}`.
+    Tcp {
+        /// `addr:port`.
+        addr: String,
+    },
+}
+
+/// What to do when every candidate region is down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WhenAllDown {
+    /// Fail open: answer as if all were up (the ranking's first).
+    #[default]
+    First,
+    /// Every candidate's addresses.
+    All,
+    /// NOERROR with no answer.
+    Nodata,
+}
+
+/// A dynamic name, `[records."NAME"]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DynRecord {
+    /// Lower-case, fully qualified, with the trailing dot.
+    pub name: String,
+    /// Where `[records."NAME"]` was written.
+    pub pos: Pos,
+    /// The policy and its parameters.
+    pub policy: Policy,
+    /// TTL of answers.
+    pub ttl: u32,
+    /// Candidate regions in order (never empty).
+    pub regions: Vec<RegionId>,
+    /// Behaviour when every candidate is down.
+    pub when_all_down: WhenAllDown,
+}
+
+/// The policy of a dynamic record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Policy {
+    /// By client location.
+    Geo(GeoRules),
+    /// Lowest estimated RTT.
+    Latency,
+    /// Shares by weight.
+    Weighted {
+        /// Weight per candidate region, parallel to [`DynRecord::regions`].
+        weights: Vec<u32>,
+        /// Same client subnet, same region while the healthy set is unchanged.
+        sticky: bool,
+    },
+    /// The `regions` order.
+    Failover,
+}
+
+impl Policy {
+    /// The name used in the config.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Policy::Geo(_) => "geo",
+            Policy::Latency => "latency",
+            Policy::Weighted { .. } => "weighted",
+            Policy::Failover => "failover",
+        }
+    }
+}
+
+/// `[records."NAME".geo]`: ordered region lists by client location.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct GeoRules {
+    /// By continent code (`EU`).
+    pub continent: BTreeMap<String, Vec<RegionId>>,
+    /// By ISO country code (`JP`).
+    pub country: BTreeMap<String, Vec<RegionId>>,
+    /// By `CC-SUB` subdivision code (`US-CA`).
+    pub subdivision: BTreeMap<String, Vec<RegionId>>,
+    /// By client network; longest prefix wins.
+    pub cidr: Vec<(IpNet, Vec<RegionId>)>,
+    /// When nothing else matches.
+    pub default: Option<Vec<RegionId>>,
+}
+
+/// `[latency]`: measured RTTs in milliseconds from client networks to regions.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LatencyTable {
+    /// By continent code.
+    pub continent: BTreeMap<String, Vec<(RegionId, f64)>>,
+    /// By ISO country code.
+    pub country: BTreeMap<String, Vec<(RegionId, f64)>>,
+    /// By client network; longest prefix wins.
+    pub cidr: Vec<(IpNet, Vec<(RegionId, f64)>)>,
+}
