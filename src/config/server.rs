@@ -1,0 +1,147 @@
+//! Validates `[server]` and `[defaults]`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use super::check::Ctx;
+use super::raw::{RawDefaults, RawServer, Str};
+use crate::model::{Defaults, ProbeTiming, RateLimit, Server, TcpLimits};
+
+/// The DNS listen address when `server.listen` is omitted.
+const DEFAULT_LISTEN: &str = "127.0.0.1:5353";
+/// The zones folder when `server.zones` is omitted.
+const DEFAULT_ZONES: &str = "zones";
+
+/// `[server]`; relative paths are resolved against `base`, the config file's folder.
+pub(crate) fn server(cx: &mut Ctx<'_>, raw: &RawServer, base: &Path) -> Server {
+    let listen = match &raw.listen {
+        None => vec![DEFAULT_LISTEN.parse().expect("valid default")],
+        Some(list) => {
+            if list.get_ref().is_empty() {
+                cx.error(
+                    &list.span(),
+                    "server.listen",
+                    "must list at least one address",
+                );
+            }
+            let mut addrs: Vec<SocketAddr> = Vec::new();
+            for item in list.get_ref() {
+                let Some(addr) = socket_addr(cx, item, "server.listen") else {
+                    continue;
+                };
+                if addrs.contains(&addr) {
+                    let msg = format!("address {addr} is listed twice");
+                    cx.error(&item.span(), "server.listen", msg);
+                } else {
+                    addrs.push(addr);
+                }
+            }
+            addrs
+        }
+    };
+    let admin = raw
+        .admin
+        .as_ref()
+        .and_then(|a| socket_addr(cx, a, "server.admin"));
+    let admin_token = raw.admin_token.as_ref().map(|t| {
+        if t.get_ref().trim().is_empty() {
+            let msg = "must not be empty (omit the key to allow mutating calls from loopback only)";
+            cx.error(&t.span(), "server.admin_token", msg);
+        }
+        t.get_ref().clone()
+    });
+    let zones = match &raw.zones {
+        Some(z) => path(cx, z, "server.zones", base),
+        None => absolute(base.join(DEFAULT_ZONES)),
+    };
+    let geoip = raw
+        .geoip
+        .as_ref()
+        .map(|g| path(cx, g, "server.geoip", base));
+    let rate_limit = raw.rate_limit.as_ref().map(|r| {
+        let key = "server.rate_limit.responses_per_second";
+        let responses_per_second = cx.int(&r.responses_per_second, key, 1..=1_000_000, "");
+        // BIND's range for `slip`: beyond 10 truncation stops helping legitimate clients.
+        let slip = r.slip.as_ref().map_or(Some(2), |s| {
+            cx.int(
+                s,
+                "server.rate_limit.slip",
+                0..=10,
+                "0 never sends truncated answers",
+            )
+        });
+        RateLimit {
+            responses_per_second: responses_per_second.unwrap_or(1),
+            slip: slip.unwrap_or(2),
+        }
+    });
+    let mut tcp = TcpLimits::default();
+    if let Some(m) = &raw.tcp.max_connections {
+        let max = cx.int(m, "server.tcp.max_connections", 1..=1_000_000, "");
+        tcp.max_connections = max.unwrap_or(tcp.max_connections);
+    }
+    if let Some(d) = &raw.tcp.idle_timeout {
+        let idle = cx.duration(d, "server.tcp.idle_timeout");
+        tcp.idle_timeout = idle.unwrap_or(tcp.idle_timeout);
+    }
+    Server {
+        listen,
+        admin,
+        admin_token,
+        zones,
+        geoip,
+        rate_limit,
+        tcp,
+    }
+}
+
+/// `[defaults]`.
+pub(crate) fn defaults(cx: &mut Ctx<'_>, raw: &RawDefaults) -> Defaults {
+    let mut d = Defaults::default();
+    if let Some(ttl) = &raw.ttl {
+        d.ttl = ttl_value(cx, ttl, "defaults.ttl").unwrap_or(d.ttl);
+    }
+    let p = &raw.probe;
+    d.probe = cx.timing(
+        p.interval.as_ref(),
+        p.timeout.as_ref(),
+        p.rise.as_ref(),
+        p.fall.as_ref(),
+        ProbeTiming::default(),
+        "defaults.probe",
+        &(0..0),
+    );
+    d
+}
+
+/// A TTL: RFC 2181 section 8 limits TTLs to 2^31 - 1.
+pub(crate) fn ttl_value(cx: &mut Ctx<'_>, value: &super::raw::Int, key: &str) -> Option<u32> {
+    cx.int(value, key, 0..=2_147_483_647, "RFC 2181")
+}
+
+fn socket_addr(cx: &mut Ctx<'_>, value: &Str, key: &str) -> Option<SocketAddr> {
+    match value.get_ref().parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            let msg = format!(
+                "\"{}\" is not an ip:port address (e.g. \"127.0.0.1:5353\" or \"[::1]:5353\")",
+                value.get_ref()
+            );
+            cx.error(&value.span(), key, msg);
+            None
+        }
+    }
+}
+
+fn path(cx: &mut Ctx<'_>, value: &Str, key: &str, base: &Path) -> PathBuf {
+    if value.get_ref().is_empty() {
+        cx.error(&value.span(), key, "must not be empty");
+    }
+    absolute(crate::diag::resolve(base, Path::new(value.get_ref())))
+}
+
+/// `path` made absolute against the working directory when the config path was relative,
+/// without touching the file system (the file may not exist yet; `check` reports that).
+fn absolute(path: PathBuf) -> PathBuf {
+    std::path::absolute(&path).unwrap_or(path)
+}
