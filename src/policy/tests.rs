@@ -1,0 +1,147 @@
+//! Table tests of ranking, health filtering and `when_all_down`, without network.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::*;
+use crate::health::RegionHealth;
+use crate::model::{Defaults, DynRecord, LatencyTable, Pos, Server, TcpLimits};
+
+fn region(name: &str, v4: &[&str], v6: &[&str]) -> Region {
+    Region {
+        name: name.into(),
+        v4: v4.iter().map(|a| a.parse::<Ipv4Addr>().unwrap()).collect(),
+        v6: v6.iter().map(|a| a.parse::<Ipv6Addr>().unwrap()).collect(),
+        location: None,
+        probe: None,
+    }
+}
+
+fn model(when: WhenAllDown) -> Model {
+    Model {
+        file: "gslb.toml".into(),
+        server: Server {
+            listen: vec![],
+            admin: None,
+            admin_token: None,
+            zones: "zones".into(),
+            geoip: None,
+            rate_limit: None,
+            tcp: TcpLimits::default(),
+        },
+        defaults: Defaults::default(),
+        regions: vec![
+            region("us-east", &["192.0.2.10"], &["2001:db8:10::1"]),
+            region("eu-west", &["192.0.2.20", "192.0.2.21"], &[]),
+            region("ap-south", &["192.0.2.30"], &["2001:db8:30::1"]),
+        ],
+        records: vec![DynRecord {
+            name: "db.gslb.example.com.".into(),
+            pos: Pos::default(),
+            policy: Policy::Failover,
+            ttl: 20,
+            regions: vec![RegionId(1), RegionId(0), RegionId(2)],
+            when_all_down: when,
+        }],
+        latency: LatencyTable::default(),
+    }
+}
+
+const CLIENT: Client = Client {
+    addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+    source_prefix: None,
+};
+
+fn health(m: &Model, down: &[u16]) -> Health {
+    let mut h = Health::all_up(m);
+    for &d in down {
+        h.set(
+            RegionId(d),
+            RegionHealth {
+                up: false,
+                drained: false,
+            },
+        );
+    }
+    h
+}
+
+#[test]
+fn failover_ranks_in_configured_order_with_scope_zero() {
+    let m = model(WhenAllDown::First);
+    let r = rank(&m, &m.records[0], &CLIENT);
+    assert_eq!(&*r.order, &[RegionId(1), RegionId(0), RegionId(2)]);
+    assert_eq!(r.scope, 0);
+}
+
+#[test]
+fn first_usable_region_with_the_family_wins() {
+    let m = model(WhenAllDown::First);
+    let rec = &m.records[0];
+    // (down regions, family) -> pick
+    let table: &[(&[u16], Family, Pick)] = &[
+        (&[], Family::V4, Pick::Region(RegionId(1))),
+        (&[1], Family::V4, Pick::Region(RegionId(0))),
+        (&[1, 0], Family::V4, Pick::Region(RegionId(2))),
+        // eu-west has no IPv6: skipped for AAAA even when up.
+        (&[], Family::V6, Pick::Region(RegionId(0))),
+        (&[0], Family::V6, Pick::Region(RegionId(2))),
+        // Only eu-west is up and it has no IPv6: empty answer, not a down region.
+        (&[0, 2], Family::V6, Pick::Nothing),
+    ];
+    for (down, family, want) in table {
+        let d = select(&m, &health(&m, down), rec, &CLIENT, *family);
+        assert_eq!(d.pick, *want, "down={down:?} family={family:?}");
+        assert!(!d.all_down);
+    }
+}
+
+#[test]
+fn drained_region_is_skipped() {
+    let m = model(WhenAllDown::First);
+    let mut h = Health::all_up(&m);
+    h.set(
+        RegionId(1),
+        RegionHealth {
+            up: true,
+            drained: true,
+        },
+    );
+    let d = select(&m, &h, &m.records[0], &CLIENT, Family::V4);
+    assert_eq!(d.pick, Pick::Region(RegionId(0)));
+}
+
+#[test]
+fn all_down_follows_when_all_down() {
+    for (when, v4, v6) in [
+        (
+            WhenAllDown::First,
+            Pick::Region(RegionId(1)),
+            Pick::Region(RegionId(0)),
+        ),
+        (WhenAllDown::All, Pick::All, Pick::All),
+        (WhenAllDown::Nodata, Pick::Nothing, Pick::Nothing),
+    ] {
+        let m = model(when);
+        let h = health(&m, &[0, 1, 2]);
+        let d4 = select(&m, &h, &m.records[0], &CLIENT, Family::V4);
+        let d6 = select(&m, &h, &m.records[0], &CLIENT, Family::V6);
+        assert_eq!((d4.pick, d6.pick), (v4, v6), "{when:?}");
+        assert!(d4.all_down && d6.all_down);
+    }
+}
+
+#[test]
+fn addresses_of_one_family_in_order() {
+    let m = model(WhenAllDown::First);
+    let eu: Vec<IpAddr> = addresses(&m.regions[1], Family::V4).collect();
+    assert_eq!(
+        eu,
+        [
+            "192.0.2.20".parse::<IpAddr>().unwrap(),
+            "192.0.2.21".parse().unwrap()
+        ]
+    );
+    assert_eq!(addresses(&m.regions[1], Family::V6).count(), 0);
+    let us: Vec<IpAddr> = addresses(&m.regions[0], Family::V6).collect();
+    assert_eq!(us, ["2001:db8:10::1".parse::<IpAddr>().unwrap()]);
+}

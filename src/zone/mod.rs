@@ -1,0 +1,437 @@
+//! The authoritative data: every loaded zone, indexed by owner name, with the dynamic
+//! names of `gslb.toml` attached to their nodes.
+//!
+//! [`Zones::resolve`] is RFC 1034 §4.3.2's algorithm for one authoritative server:
+//! pick the closest zone, stop at delegations (referral with glue), answer exact
+//! matches, follow CNAMEs inside the zone, synthesise from wildcards (RFC 4592), and
+//! otherwise say NXDOMAIN or NODATA with the SOA for negative caching (RFC 2308). A
+//! dynamic name is handed back as a [`DynamicStep`] for the policy to answer; this module
+//! knows nothing of regions or health.
+
+pub mod file;
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::model::{Model, RecordId};
+use file::ZoneFile;
+
+/// How many CNAMEs one answer follows before it stops (a loop or an absurd chain).
+const MAX_CNAME_CHAIN: usize = 12;
+
+/// All zones, ready for lookups.
+#[derive(Debug, Default)]
+pub struct Zones {
+    zones: Vec<Zone>,
+}
+
+/// One zone: its apex, SOA and every node below.
+#[derive(Debug)]
+pub struct Zone {
+    apex: Name,
+    apex_labels: usize,
+    /// The SOA as written (answers to SOA queries).
+    soa: Record,
+    /// The SOA with TTL = min(SOA TTL, MINIMUM), for negative answers (RFC 2308 §3).
+    neg_soa: Record,
+    nodes: HashMap<Name, Node>,
+}
+
+/// The data at one owner name; an empty node is an empty non-terminal.
+#[derive(Debug, Default)]
+struct Node {
+    rrsets: Vec<(RecordType, Vec<Record>)>,
+    dynamic: Option<RecordId>,
+    /// NS records below the apex: a zone cut, data here and below is not ours.
+    cut: bool,
+}
+
+impl Node {
+    fn rrset(&self, t: RecordType) -> Option<&[Record]> {
+        self.rrsets
+            .iter()
+            .find(|(rt, _)| *rt == t)
+            .map(|(_, rs)| rs.as_slice())
+    }
+}
+
+/// Response code of a resolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rcode {
+    /// The name exists (possibly with no data of the type).
+    NoError,
+    /// The name (the last one of a CNAME chain) does not exist.
+    NxDomain,
+}
+
+/// A dynamic name reached by a lookup: the policy supplies the A/AAAA answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DynamicStep {
+    /// The dynamic record.
+    pub record: RecordId,
+    /// Owner for the answer records (the query name when a wildcard matched).
+    pub owner: Name,
+    /// A or AAAA.
+    pub qtype: RecordType,
+}
+
+/// The outcome of a lookup, before the policy has answered a dynamic name.
+#[derive(Debug)]
+pub struct Resolution<'z> {
+    /// The zone that answered.
+    pub zone: &'z Zone,
+    /// NOERROR or NXDOMAIN.
+    pub rcode: Rcode,
+    /// False for a referral (RFC 1034: AA only for data we are authoritative for).
+    pub authoritative: bool,
+    /// Answer section so far (CNAME chain, then the data).
+    pub answers: Vec<Cow<'z, Record>>,
+    /// Authority section (NS of a referral, or SOA of a negative answer).
+    pub authority: Vec<Cow<'z, Record>>,
+    /// Additional section (glue and in-zone addresses of NS/MX/SRV targets).
+    pub additionals: Vec<Cow<'z, Record>>,
+    /// A dynamic name at the end of the chain, still to be answered.
+    pub dynamic: Option<DynamicStep>,
+}
+
+/// What one name in one zone holds for a type.
+enum Step<'z> {
+    Data(&'z [Record]),
+    Cname(&'z Record),
+    Dynamic(RecordId),
+    NoData,
+    NxDomain,
+    Referral(&'z Node),
+}
+
+impl Zones {
+    /// Indexes the zone files and attaches the model's dynamic names, checking that each
+    /// is inside a zone, not below a delegation and not clashing with static data.
+    pub fn build(files: Vec<ZoneFile>, model: &Model) -> Result<Zones, Diagnostics> {
+        let mut errors = Diagnostics::default();
+        let mut zones: Vec<Zone> = Vec::with_capacity(files.len());
+        for f in files {
+            match Zone::from_file(f) {
+                Ok(z) => zones.push(z),
+                Err(d) => errors.push(d),
+            }
+        }
+        for (i, rec) in model.records.iter().enumerate() {
+            let key = format!("records.{}", toml_quote(rec.name.trim_end_matches('.')));
+            let at = |msg: String| {
+                Diagnostic::new(&model.file, msg)
+                    .at(rec.pos.line, rec.pos.col)
+                    .key(key.clone())
+            };
+            let Ok(name) = Name::from_ascii(&rec.name) else {
+                errors.push(at(format!("{:?} is not a valid DNS name", rec.name)));
+                continue;
+            };
+            let Some(zi) = best_zone(&zones, &name) else {
+                let known: Vec<String> = zones.iter().map(|z| z.apex.to_string()).collect();
+                errors.push(at(format!(
+                    "{} is outside every zone (zones: {})",
+                    rec.name,
+                    known.join(", ")
+                )));
+                continue;
+            };
+            let zone = &mut zones[zi];
+            if let Some(cut) = zone.cut_above(&name) {
+                errors.push(at(format!(
+                    "{} is at or below the delegation {cut}; it would never be answered",
+                    rec.name
+                )));
+                continue;
+            }
+            if let Some(node) = zone.nodes.get(&name) {
+                for t in [RecordType::A, RecordType::AAAA, RecordType::CNAME] {
+                    if node.rrset(t).is_some() {
+                        errors.push(at(format!(
+                            "clashes with the static {t} record at {} in zone {}: a dynamic name \
+                             must not have static {t} data",
+                            rec.name, zone.apex
+                        )));
+                    }
+                }
+            }
+            zone.insert_node(&name).dynamic = Some(RecordId(i as u32));
+        }
+        errors.into_result(Zones { zones })
+    }
+
+    /// The zones, in load order.
+    pub fn zones(&self) -> &[Zone] {
+        &self.zones
+    }
+
+    /// Resolves `qname`/`qtype`; `None` when no zone contains the name (REFUSED).
+    pub fn resolve(&self, qname: &Name, qtype: RecordType) -> Option<Resolution<'_>> {
+        let zone = &self.zones[best_zone(&self.zones, qname)?];
+        Some(zone.resolve(qname, qtype))
+    }
+}
+
+/// The deepest zone whose apex is `name` or an ancestor of it.
+fn best_zone(zones: &[Zone], name: &Name) -> Option<usize> {
+    // A linear scan: deployments hold a handful of zones, and it allocates nothing.
+    zones
+        .iter()
+        .enumerate()
+        .filter(|(_, z)| z.apex.zone_of(name))
+        .max_by_key(|(_, z)| z.apex_labels)
+        .map(|(i, _)| i)
+}
+
+impl Zone {
+    fn from_file(f: ZoneFile) -> Result<Zone, Diagnostic> {
+        let apex = f.origin.clone();
+        // The loader guarantees one SOA at the apex; check anyway rather than panic.
+        let Some((soa, minimum)) = f.records.iter().find_map(|r| match &r.data {
+            RData::SOA(s) if r.name == apex => Some((r.clone(), s.minimum)),
+            _ => None,
+        }) else {
+            return Err(Diagnostic::new(&f.path, format!("no SOA record at {apex}")));
+        };
+        let mut neg_soa = soa.clone();
+        neg_soa.ttl = soa.ttl.min(minimum);
+        let mut zone = Zone {
+            apex_labels: label_count(&apex),
+            soa,
+            neg_soa,
+            apex,
+            nodes: HashMap::new(),
+        };
+        zone.insert_node(&zone.apex.clone());
+        for rec in f.records {
+            let t = rec.record_type();
+            let is_apex = rec.name == zone.apex;
+            let node = zone.insert_node(&rec.name.clone());
+            if t == RecordType::NS && !is_apex {
+                node.cut = true;
+            }
+            match node.rrsets.iter_mut().find(|(rt, _)| *rt == t) {
+                Some((_, set)) => set.push(rec),
+                None => node.rrsets.push((t, vec![rec])),
+            }
+        }
+        Ok(zone)
+    }
+
+    /// The apex name.
+    pub fn apex(&self) -> &Name {
+        &self.apex
+    }
+
+    /// The SOA as written in the zone file.
+    pub fn soa(&self) -> &Record {
+        &self.soa
+    }
+
+    /// The SOA used in negative answers (TTL already lowered to MINIMUM).
+    pub fn negative_soa(&self) -> &Record {
+        &self.neg_soa
+    }
+
+    /// The node at `name`, creating it and every missing ancestor up to the apex (empty
+    /// non-terminals must exist so that they answer NODATA, not NXDOMAIN).
+    fn insert_node(&mut self, name: &Name) -> &mut Node {
+        let mut n = label_count(name);
+        while n > self.apex_labels {
+            n -= 1;
+            self.nodes.entry(name.trim_to(n)).or_default();
+        }
+        self.nodes.entry(name.clone()).or_default()
+    }
+
+    /// The delegation point at or above `name` (below the apex), if any.
+    fn cut_above(&self, name: &Name) -> Option<Name> {
+        (self.apex_labels + 1..=label_count(name))
+            .map(|n| name.trim_to(n))
+            .find(|anc| self.nodes.get(anc).is_some_and(|node| node.cut))
+    }
+
+    fn resolve<'z>(&'z self, qname: &Name, qtype: RecordType) -> Resolution<'z> {
+        let mut res = Resolution {
+            zone: self,
+            rcode: Rcode::NoError,
+            authoritative: true,
+            answers: Vec::new(),
+            authority: Vec::new(),
+            additionals: Vec::new(),
+            dynamic: None,
+        };
+        let mut name = Cow::Borrowed(qname);
+        for _ in 0..MAX_CNAME_CHAIN {
+            let (step, synthesized) = self.lookup(&name, qtype);
+            // RFC 4592 §3.4.3: records synthesised from a wildcard take the query name.
+            let synth = synthesized.then(|| name.as_ref().clone());
+            let owner = |r: &'z Record| with_owner(r, synth.as_ref());
+            match step {
+                Step::Data(set) => {
+                    res.answers.extend(set.iter().map(owner));
+                    self.add_additionals(set, &mut res.additionals);
+                    return res;
+                }
+                Step::Dynamic(record) => {
+                    res.dynamic = Some(DynamicStep {
+                        record,
+                        owner: name.into_owned(),
+                        qtype,
+                    });
+                    return res;
+                }
+                Step::Cname(rec) => {
+                    res.answers.push(owner(rec));
+                    let RData::CNAME(target) = &rec.data else {
+                        return res;
+                    };
+                    // A target outside this zone is for the resolver to chase.
+                    if qtype == RecordType::CNAME || !self.apex.zone_of(&target.0) {
+                        return res;
+                    }
+                    name = Cow::Owned(target.0.clone());
+                }
+                Step::NoData => {
+                    res.authority.push(Cow::Borrowed(&self.neg_soa));
+                    return res;
+                }
+                Step::NxDomain => {
+                    // RFC 6604: the RCODE describes the last name of the chain.
+                    res.rcode = Rcode::NxDomain;
+                    res.authority.push(Cow::Borrowed(&self.neg_soa));
+                    return res;
+                }
+                Step::Referral(cut) => {
+                    // AA stays set when a CNAME of ours led here (RFC 1034 §4.3.2 step 3b).
+                    res.authoritative = !res.answers.is_empty();
+                    let ns = cut.rrset(RecordType::NS).unwrap_or_default();
+                    res.authority.extend(ns.iter().map(Cow::Borrowed));
+                    self.add_additionals(ns, &mut res.additionals);
+                    return res;
+                }
+            }
+        }
+        // A CNAME loop or an absurdly long chain: answer what we have, as BIND does.
+        res
+    }
+
+    /// One name, one type, no CNAME following. The flag tells whether the data came from
+    /// a wildcard (and needs the query name as owner).
+    fn lookup(&self, name: &Name, qtype: RecordType) -> (Step<'_>, bool) {
+        // Walk down from the apex: a cut on the way is a referral (the DS at the cut
+        // itself is the parent's data, RFC 4035 §3.1.4.1); the last existing node is the
+        // closest encloser for wildcard matching (RFC 4592 §3.3.1).
+        let total = label_count(name);
+        let mut encloser = self.apex_labels;
+        for n in self.apex_labels + 1..=total {
+            let anc = if n == total {
+                Cow::Borrowed(name)
+            } else {
+                Cow::Owned(name.trim_to(n))
+            };
+            let Some(node) = self.nodes.get(anc.as_ref()) else {
+                break;
+            };
+            if node.cut && !(n == total && qtype == RecordType::DS) {
+                return (Step::Referral(node), false);
+            }
+            encloser = n;
+        }
+        if encloser == total {
+            let node = &self.nodes[name];
+            return (self.match_node(node, qtype), false);
+        }
+        let wildcard = name
+            .trim_to(encloser)
+            .prepend_label("*")
+            .ok()
+            .and_then(|w| self.nodes.get(&w));
+        match wildcard {
+            Some(node) => (self.match_node(node, qtype), true),
+            None => (Step::NxDomain, false),
+        }
+    }
+
+    fn match_node<'z>(&'z self, node: &'z Node, qtype: RecordType) -> Step<'z> {
+        if qtype == RecordType::ANY {
+            // RFC 8482 §4.1: answer ANY with one RRset of the name, not all of them.
+            return match (node.rrsets.first(), node.dynamic) {
+                (_, Some(id)) => Step::Dynamic(id),
+                (Some((_, set)), None) => Step::Data(set),
+                (None, None) => Step::NoData,
+            };
+        }
+        if let Some(set) = node.rrset(qtype) {
+            return Step::Data(set);
+        }
+        if let Some(id) = node.dynamic {
+            if matches!(qtype, RecordType::A | RecordType::AAAA) {
+                return Step::Dynamic(id);
+            }
+        }
+        match node.rrset(RecordType::CNAME) {
+            Some([cname, ..]) => Step::Cname(cname),
+            _ => Step::NoData,
+        }
+    }
+
+    /// In-zone addresses of the names that NS, MX and SRV records point to: glue for
+    /// referrals, and saved round trips for the rest (RFC 1034 §3.3.1 additional processing).
+    fn add_additionals<'z>(&'z self, set: &'z [Record], out: &mut Vec<Cow<'z, Record>>) {
+        for rec in set {
+            let target = match &rec.data {
+                RData::NS(ns) => &ns.0,
+                RData::MX(mx) => &mx.exchange,
+                RData::SRV(srv) => &srv.target,
+                _ => continue,
+            };
+            if !self.apex.zone_of(target) {
+                continue;
+            }
+            if let Some(node) = self.nodes.get(target) {
+                for t in [RecordType::A, RecordType::AAAA] {
+                    for r in node.rrset(t).unwrap_or_default() {
+                        if !out.iter().any(|o| o.as_ref() == r) {
+                            out.push(Cow::Borrowed(r));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The number of labels, counting a leading `*` (hickory's `num_labels` leaves it out,
+/// as RRSIG's label count does, but `trim_to` counts it).
+fn label_count(name: &Name) -> usize {
+    name.iter().count()
+}
+
+/// `r` as is, or a copy owned by `owner` (wildcard synthesis).
+fn with_owner<'z>(r: &'z Record, owner: Option<&Name>) -> Cow<'z, Record> {
+    match owner {
+        None => Cow::Borrowed(r),
+        Some(name) => {
+            let mut r = r.clone();
+            r.name = name.clone();
+            Cow::Owned(r)
+        }
+    }
+}
+
+/// `name` as a TOML key: bare when it can be, else quoted.
+pub(crate) fn toml_quote(name: &str) -> String {
+    if !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        name.to_string()
+    } else {
+        format!("{name:?}")
+    }
+}
