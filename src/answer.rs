@@ -1,0 +1,320 @@
+//! Builds the response to one request from a snapshot: header flags, the zone lookup, the
+//! policy's answer for dynamic names, negative answers, EDNS and ECS, and the wire
+//! encoding with truncation for UDP.
+//!
+//! [`answer`] produces a [`Reply`] (plain data borrowing the snapshot); the transports
+//! encode it: [`encode_udp`] here, hickory's TCP path through a `MessageResponse`.
+
+use std::borrow::Cow;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use hickory_proto::op::{Edns, Metadata, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
+use hickory_proto::rr::rdata::{A, AAAA};
+use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
+use hickory_proto::serialize::binary::BinEncoder;
+use hickory_server::server::Request;
+use hickory_server::zone_handler::MessageResponseBuilder;
+
+use crate::policy::{self, Client, Family, Pick};
+use crate::snapshot::Snapshot;
+use crate::zone::{DynamicStep, Rcode, Resolution};
+
+/// The UDP payload size we offer and accept (the DNS Flag Day 2020 value): large enough
+/// for every answer we give, small enough to avoid IP fragmentation.
+pub const EDNS_UDP_PAYLOAD: u16 = 1232;
+
+/// A response, before encoding.
+#[derive(Debug)]
+pub struct Reply<'s> {
+    /// Header flags and RCODE.
+    pub metadata: Metadata,
+    /// The OPT record to send, when the request had one.
+    pub edns: Option<Edns>,
+    /// Answer section.
+    pub answers: Vec<Cow<'s, Record>>,
+    /// Authority section.
+    pub authority: Vec<Cow<'s, Record>>,
+    /// Additional section (without the OPT record).
+    pub additionals: Vec<Cow<'s, Record>>,
+    /// The ECS scope the answer depended on, when the request carried ECS.
+    pub ecs_scope: Option<u8>,
+}
+
+impl<'s> Reply<'s> {
+    fn empty(metadata: Metadata, edns: Option<Edns>) -> Self {
+        Reply {
+            metadata,
+            edns,
+            answers: Vec::new(),
+            authority: Vec::new(),
+            additionals: Vec::new(),
+            ecs_scope: None,
+        }
+    }
+
+    fn with_rcode(mut self, rcode: ResponseCode) -> Self {
+        self.metadata.response_code = rcode;
+        self
+    }
+}
+
+/// Answers `request` from `snap`. `rnd` rotates multi-address answers.
+pub fn answer<'s>(request: &Request, snap: &'s Snapshot, rnd: u64) -> Reply<'s> {
+    let metadata = Metadata::response_from_request(&request.metadata);
+
+    // RFC 6891 §7: a request with OPT gets OPT back; we offer our payload size, never
+    // more than the client's, and copy DO (RFC 3225 §3).
+    let mut ecs_in = None;
+    let edns = request.edns.as_ref().map(|req| {
+        let mut e = Edns::new();
+        e.set_max_payload(req.max_payload().clamp(512, EDNS_UDP_PAYLOAD));
+        e.set_version(0);
+        e.set_dnssec_ok(req.flags().dnssec_ok);
+        if let Some(EdnsOption::Subnet(cs)) = req.option(EdnsCode::Subnet) {
+            ecs_in = Some(*cs);
+        }
+        e
+    });
+    let reply = Reply::empty(metadata, edns);
+    if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
+        // RFC 6891 §6.1.3: unknown version -> BADVERS, version 0 in our OPT.
+        return reply.with_rcode(ResponseCode::BADVERS);
+    }
+    if request.metadata.op_code != OpCode::Query {
+        return reply.with_rcode(ResponseCode::NotImp);
+    }
+    let queries = request.queries.queries();
+    let [query] = queries else {
+        // RFC 9619: QDCOUNT must be 1.
+        return reply.with_rcode(ResponseCode::FormErr);
+    };
+    let query = query.original();
+    let qtype = query.query_type();
+    if query.query_class() != DNSClass::IN {
+        // We hold IN data only (no CHAOS version.bind and the like).
+        return reply.with_rcode(ResponseCode::Refused);
+    }
+    match qtype {
+        // OPT is a pseudo-type that cannot be asked for.
+        RecordType::OPT => return reply.with_rcode(ResponseCode::FormErr),
+        // No zone transfers are offered.
+        RecordType::AXFR | RecordType::IXFR => return reply.with_rcode(ResponseCode::Refused),
+        _ => {}
+    }
+    let Some(res) = snap.zones.resolve(query.name(), qtype) else {
+        // Not authoritative, and no recursion (RA stays 0).
+        return reply.with_rcode(ResponseCode::Refused);
+    };
+
+    let client = client_of(request, ecs_in.as_ref());
+    let mut reply = fill(reply, res, snap, &client, rnd);
+    if let (Some(e), Some(cs)) = (reply.edns.as_mut(), ecs_in) {
+        // RFC 7871 §7.2.1: echo FAMILY, SOURCE PREFIX-LENGTH and ADDRESS; SCOPE says what
+        // the answer depended on. A SOURCE of 0 means "do not use my subnet": scope 0.
+        let scope = if cs.source_prefix() == 0 {
+            0
+        } else {
+            reply.ecs_scope.unwrap_or(0)
+        };
+        let addr = mask(cs.addr(), cs.source_prefix());
+        e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
+            addr,
+            cs.source_prefix(),
+            scope,
+        )));
+        reply.ecs_scope = Some(scope);
+    }
+    reply
+}
+
+/// Copies a zone resolution into the reply and answers its dynamic step, if any.
+fn fill<'s>(
+    mut reply: Reply<'s>,
+    res: Resolution<'s>,
+    snap: &'s Snapshot,
+    client: &Client,
+    rnd: u64,
+) -> Reply<'s> {
+    // RFC 1034 §4.3.1 / RFC 1035 §4.1.1: AA for data from our zones, not for referrals.
+    reply.metadata.authoritative = res.authoritative;
+    if res.rcode == Rcode::NxDomain {
+        reply.metadata.response_code = ResponseCode::NXDomain;
+    }
+    reply.answers = res.answers;
+    reply.authority = res.authority;
+    reply.additionals = res.additionals;
+    if let Some(step) = res.dynamic {
+        let before = reply.answers.len();
+        reply.ecs_scope = Some(dynamic_answer(&step, snap, client, rnd, &mut reply.answers));
+        if reply.answers.len() == before {
+            // RFC 2308 §2.2: NODATA is NOERROR, empty answer, SOA in authority.
+            reply.authority.push(Cow::Borrowed(res.zone.negative_soa()));
+        }
+    }
+    reply
+}
+
+/// Appends the policy's records for a dynamic name; returns the ECS scope.
+fn dynamic_answer(
+    step: &DynamicStep,
+    snap: &Snapshot,
+    client: &Client,
+    rnd: u64,
+    out: &mut Vec<Cow<'_, Record>>,
+) -> u8 {
+    let model = &snap.model;
+    let rec = &model.records[step.record.index()];
+    let families: &[Family] = match step.qtype {
+        RecordType::A => &[Family::V4],
+        RecordType::AAAA => &[Family::V6],
+        // RFC 8482: one RRset is enough for ANY; prefer A, else AAAA.
+        _ => &[Family::V4, Family::V6],
+    };
+    let mut scope = 0;
+    for &family in families {
+        let decision = policy::select(model, &snap.health, rec, client, family);
+        scope = scope.max(decision.ranking.scope);
+        let mut addrs: Vec<IpAddr> = match decision.pick {
+            Pick::Region(id) => policy::addresses(model.region(id), family).collect(),
+            Pick::All => {
+                let mut v: Vec<IpAddr> = Vec::new();
+                for id in decision.ranking.order.iter() {
+                    for a in policy::addresses(model.region(*id), family) {
+                        if !v.contains(&a) {
+                            v.push(a);
+                        }
+                    }
+                }
+                v
+            }
+            Pick::Nothing => Vec::new(),
+        };
+        if addrs.is_empty() {
+            continue;
+        }
+        // Rotate so that clients which take the first address spread over all of them.
+        let n = addrs.len();
+        addrs.rotate_left((rnd % n as u64) as usize);
+        out.extend(addrs.into_iter().map(|a| {
+            let data = match a {
+                IpAddr::V4(v4) => RData::A(A(v4)),
+                IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
+            };
+            Cow::Owned(Record::from_rdata(step.owner.clone(), rec.ttl, data))
+        }));
+        break;
+    }
+    scope
+}
+
+/// The client the decision is for: the ECS subnet when given with a non-zero source
+/// prefix (RFC 7871 §7.1.1), else the packet's source address.
+fn client_of(request: &Request, ecs: Option<&ClientSubnet>) -> Client {
+    match ecs {
+        Some(cs) if cs.source_prefix() > 0 => Client {
+            addr: mask(cs.addr(), cs.source_prefix()),
+            source_prefix: Some(cs.source_prefix()),
+        },
+        _ => Client {
+            addr: request.src().ip().to_canonical(),
+            source_prefix: None,
+        },
+    }
+}
+
+/// Zeroes the bits after `prefix`. hickory accepts ECS addresses with bits set past the
+/// source prefix; RFC 7871 §6 says they must be zero, so we never look them up.
+pub fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(a) => {
+            let bits = u32::from(prefix.min(32));
+            let m = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+            IpAddr::V4(Ipv4Addr::from(u32::from(a) & m))
+        }
+        IpAddr::V6(a) => {
+            let bits = u32::from(prefix.min(128));
+            let m = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+            IpAddr::V6(Ipv6Addr::from(u128::from(a) & m))
+        }
+    }
+}
+
+/// The largest UDP response this request allows: the client's EDNS payload (at most
+/// ours), or 512 without EDNS (RFC 1035 §4.2.1).
+pub fn udp_limit(request: &Request) -> u16 {
+    match &request.edns {
+        Some(e) => e.max_payload().clamp(512, EDNS_UDP_PAYLOAD),
+        None => 512,
+    }
+}
+
+/// Encodes `reply` for UDP into `out`, within `max_size` bytes. When the answer does not
+/// fit, the additional section is dropped first (it is optional unless it is glue of a
+/// referral); if it still does not fit, the reply is sent with TC=1 and no records, so the
+/// client retries over TCP (RFC 2181 §9, RFC 7766 §5).
+pub fn encode_udp(request: &Request, reply: &Reply<'_>, max_size: u16, out: &mut Vec<u8>) {
+    if emit(request, reply, true, true, max_size, out) == Some(false) {
+        return;
+    }
+    let referral = !reply.metadata.authoritative && !reply.authority.is_empty();
+    if !reply.additionals.is_empty()
+        && !referral
+        && emit(request, reply, true, false, max_size, out) == Some(false)
+    {
+        return;
+    }
+    if emit(request, reply, false, false, max_size, out).is_none() {
+        out.clear();
+    }
+}
+
+/// Encodes the chosen sections; `Some(truncated)`, or `None` when encoding failed.
+fn emit(
+    request: &Request,
+    reply: &Reply<'_>,
+    records: bool,
+    additional: bool,
+    max_size: u16,
+    out: &mut Vec<u8>,
+) -> Option<bool> {
+    out.clear();
+    let mut metadata = reply.metadata;
+    metadata.truncation = !records;
+    let section =
+        |s: &'_ [Cow<'_, Record>], keep: bool| -> usize { if keep { s.len() } else { 0 } };
+    let answers = &reply.answers[..section(&reply.answers, records)];
+    let authority = &reply.authority[..section(&reply.authority, records)];
+    let additionals = &reply.additionals[..section(&reply.additionals, additional)];
+    let mut builder = MessageResponseBuilder::from_message_request(request);
+    if let Some(e) = &reply.edns {
+        builder.edns(e);
+    }
+    let response = builder.build(
+        metadata,
+        answers.iter().map(|r| r.as_ref()),
+        authority.iter().map(|r| r.as_ref()),
+        std::iter::empty(),
+        additionals.iter().map(|r| r.as_ref()),
+    );
+    let mut encoder = BinEncoder::new(out);
+    encoder.set_max_size(max_size);
+    let header = response.destructive_emit(&mut encoder).ok()?;
+    Some(records && header.truncation)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mask_zeroes_bits_past_the_prefix() {
+        let m = |a: &str, p| mask(a.parse().unwrap(), p).to_string();
+        assert_eq!(m("203.0.113.77", 24), "203.0.113.0");
+        assert_eq!(m("203.0.113.77", 20), "203.0.112.0");
+        assert_eq!(m("203.0.113.77", 0), "0.0.0.0");
+        assert_eq!(m("203.0.113.77", 32), "203.0.113.77");
+        assert_eq!(m("2001:db8:abcd:1234::1", 48), "2001:db8:abcd::");
+        assert_eq!(m("2001:db8::1", 200), "2001:db8::1");
+    }
+}

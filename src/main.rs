@@ -1,0 +1,211 @@
+//! The `gslbd` command line: `serve` and `check`. Only here are errors turned into exit
+//! codes: 0 ok, 1 runtime failure (cannot bind, ...), 2 invalid config or zones.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tracing::{info, warn};
+
+use gslbd::model::{Model, Policy};
+use gslbd::snapshot::Snapshot;
+
+/// gslbd: a GSLB authoritative DNS server.
+#[derive(Parser, Debug)]
+#[command(version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve DNS on UDP and TCP of every listen address.
+    Serve {
+        /// The config file.
+        #[arg(long, short, default_value = "gslb.toml")]
+        config: PathBuf,
+        /// Listen address (repeatable); replaces `server.listen`.
+        #[arg(long = "listen", value_name = "ADDR")]
+        listen: Vec<SocketAddr>,
+        /// Admin API address; replaces `server.admin`.
+        #[arg(long, value_name = "ADDR")]
+        admin: Option<SocketAddr>,
+        /// Log filter when RUST_LOG is unset (error, warn, info, debug, trace, or a
+        /// tracing directive such as `gslbd=debug`).
+        #[arg(long, default_value = "info")]
+        log_level: String,
+    },
+    /// Load and validate config, zones and GeoIP DB; exit 0 if good, 2 if not.
+    Check {
+        /// The config file.
+        #[arg(long, short, default_value = "gslb.toml")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Serve {
+            config,
+            listen,
+            admin,
+            log_level,
+        } => {
+            init_logging(&log_level);
+            match serve(config, listen, admin) {
+                Ok(code) => code,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}
+
+fn check(config: &std::path::Path) -> ExitCode {
+    match Snapshot::load(config) {
+        Ok(snap) => {
+            #[allow(clippy::print_stdout)]
+            {
+                println!("{}", summary(config, &snap));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("{}: {} error(s)", config.display(), errors.0.len());
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn summary(config: &std::path::Path, snap: &Snapshot) -> String {
+    let m = &snap.model;
+    let zones: Vec<String> = snap
+        .zones
+        .zones()
+        .iter()
+        .map(|z| z.apex().to_string())
+        .collect();
+    format!(
+        "{}: ok: {} zone(s) ({}), {} region(s), {} dynamic name(s), listen {}",
+        config.display(),
+        zones.len(),
+        zones.join(", "),
+        m.regions.len(),
+        m.records.len(),
+        m.server
+            .listen
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+    )
+}
+
+fn init_logging(level: &str) {
+    // hickory logs two INFO lines per TCP response: keep it at warn unless asked.
+    let default = format!("{level},hickory_server=warn,hickory_proto=warn");
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+fn serve(
+    config: PathBuf,
+    listen: Vec<SocketAddr>,
+    admin: Option<SocketAddr>,
+) -> anyhow::Result<ExitCode> {
+    let snap = match Snapshot::load(&config) {
+        Ok(s) => s,
+        Err(errors) => {
+            for e in &errors.0 {
+                tracing::error!("{e}");
+            }
+            return Ok(ExitCode::from(2));
+        }
+    };
+    info!("{}", summary(&config, &snap));
+    let mut model: Model = (*snap.model).clone();
+    if !listen.is_empty() {
+        model.server.listen = listen;
+    }
+    if admin.is_some() {
+        model.server.admin = admin;
+    }
+    warn_unimplemented(&model);
+    let addrs = model.server.listen.clone();
+    let tcp = model.server.tcp;
+    let state = Snapshot {
+        model: model.into(),
+        zones: snap.zones,
+        health: snap.health,
+    }
+    .into_shared();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let sockets = gslbd::bind(&addrs).await?;
+        info!("ready");
+        gslbd::run(sockets, state, tcp, shutdown_signal()).await?;
+        info!("stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Says which accepted settings do not act yet, rather than ignoring them silently.
+fn warn_unimplemented(model: &Model) {
+    if let Some(admin) = model.server.admin {
+        warn!(
+            "server.admin = {admin}: the admin API is not implemented in this version; not listening"
+        );
+    }
+    if model.server.geoip.is_some() {
+        warn!("server.geoip is set but GeoIP lookups are not implemented in this version");
+    }
+    if model.server.rate_limit.is_some() {
+        warn!("server.rate_limit is not enforced in this version");
+    }
+    if model.regions.iter().any(|r| r.probe.is_some()) {
+        warn!("region probes are not run in this version: every region counts as up");
+    }
+    for rec in &model.records {
+        if !matches!(rec.policy, Policy::Failover) {
+            warn!(
+                "records.\"{}\": policy {} is answered in failover order (the `regions` order) in this version",
+                rec.name.trim_end_matches('.'),
+                rec.policy.name()
+            );
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!("cannot listen for SIGTERM: {e}");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
+    }
+}
