@@ -1,0 +1,163 @@
+//! Starts the real `gslbd` binary on ephemeral loopback ports and reads the bound
+//! addresses from its log lines (`listening for UDP on ADDR`, `... TCP ...`, `ready`),
+//! which are part of its interface. The process is killed when the handle drops.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Path of the binary under test.
+pub fn gslbd_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_gslbd")
+}
+
+/// A deployment written into a fresh temporary folder: `gslb.toml` and `zones/`.
+pub struct Deployment {
+    pub dir: tempfile::TempDir,
+}
+
+impl Deployment {
+    /// Writes `config` as gslb.toml and each (file name, text) into zones/.
+    pub fn new(config: &str, zones: &[(&str, &str)]) -> Deployment {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("gslb.toml"), config).unwrap();
+        std::fs::create_dir(dir.path().join("zones")).unwrap();
+        for (name, text) in zones {
+            std::fs::write(dir.path().join("zones").join(name), text).unwrap();
+        }
+        Deployment { dir }
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("gslb.toml")
+    }
+
+    /// Starts `gslbd serve` on this deployment.
+    pub fn start(&self) -> Gslbd {
+        Gslbd::start(&self.config(), &[])
+    }
+
+    /// Runs `gslbd check` on this deployment.
+    pub fn check(&self) -> Output {
+        check(&self.config())
+    }
+}
+
+/// Runs `gslbd check --config PATH`.
+pub fn check(config: &Path) -> Output {
+    Command::new(gslbd_bin())
+        .args(["check", "--config"])
+        .arg(config)
+        .output()
+        .expect("run gslbd check")
+}
+
+/// A running server.
+pub struct Gslbd {
+    child: Child,
+    pub udp: SocketAddr,
+    pub tcp: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Gslbd {
+    /// Starts `gslbd serve --config CONFIG --listen 127.0.0.1:0 EXTRA...` and waits for
+    /// `ready` (at most 20 s).
+    pub fn start(config: &Path, extra: &[&str]) -> Gslbd {
+        let mut child = Command::new(gslbd_bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(config)
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn gslbd");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel::<String>();
+        let log2 = log.clone();
+        // Keep draining stderr for the life of the process so it never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                log2.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+        let (mut udp, mut tcp) = (None, None);
+        loop {
+            match rx.recv_timeout(Duration::from_secs(20)) {
+                Ok(line) => {
+                    if let Some(a) = addr_after(&line, "listening for UDP on ") {
+                        udp = Some(a);
+                    } else if let Some(a) = addr_after(&line, "listening for TCP on ") {
+                        tcp = Some(a);
+                    } else if line.trim_end().ends_with("ready") {
+                        break;
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let status = child.wait().ok();
+                    panic!(
+                        "gslbd did not become ready (exit: {status:?}); log:\n{}",
+                        log.lock().unwrap().join("\n")
+                    );
+                }
+            }
+        }
+        Gslbd {
+            child,
+            udp: udp.expect("no UDP address logged"),
+            tcp: tcp.expect("no TCP address logged"),
+            log,
+        }
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// True while the process runs.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends `signal` (e.g. "TERM") and waits up to `timeout` for the exit status.
+    pub fn signal_and_wait(
+        &mut self,
+        signal: &str,
+        timeout: Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Gslbd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn addr_after(line: &str, marker: &str) -> Option<SocketAddr> {
+    let rest = &line[line.find(marker)? + marker.len()..];
+    rest.split_whitespace().next()?.parse().ok()
+}
