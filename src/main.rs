@@ -136,7 +136,6 @@ fn serve(
             return Ok(ExitCode::from(2));
         }
     };
-    info!("{}", summary(&config, &snap));
     let mut model: Model = (*snap.model).clone();
     if !listen.is_empty() {
         model.server.listen = listen;
@@ -144,15 +143,15 @@ fn serve(
     if admin.is_some() {
         model.server.admin = admin;
     }
-    warn_unimplemented(&model);
-    let addrs = model.server.listen.clone();
-    let tcp = model.server.tcp;
-    let state = Snapshot {
+    let snap = Snapshot {
         model: model.into(),
-        zones: snap.zones,
-        health: snap.health,
-    }
-    .into_shared();
+        ..snap
+    };
+    info!("{}", summary(&config, &snap));
+    warn_unimplemented(&snap.model);
+    let addrs = snap.model.server.listen.clone();
+    let tcp = snap.model.server.tcp;
+    let state = snap.into_shared();
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
