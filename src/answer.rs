@@ -16,7 +16,9 @@ use hickory_proto::serialize::binary::BinEncoder;
 use hickory_server::server::Request;
 use hickory_server::zone_handler::MessageResponseBuilder;
 
-use crate::policy::{self, Client, Family, Pick};
+use crate::geo::Location;
+use crate::model::RecordId;
+use crate::policy::{self, Client, Decision, Family, Pick};
 use crate::snapshot::Snapshot;
 use crate::zone::{DynamicStep, Rcode, Resolution};
 
@@ -39,6 +41,23 @@ pub struct Reply<'s> {
     pub additionals: Vec<Cow<'s, Record>>,
     /// The ECS scope the answer depended on, when the request carried ECS.
     pub ecs_scope: Option<u8>,
+    /// How a dynamic name was decided; only filled by [`explain`].
+    pub trace: Option<Trace<'s>>,
+}
+
+/// The policy's decision for a dynamic name, for `explain`.
+#[derive(Debug)]
+pub struct Trace<'s> {
+    /// The dynamic record.
+    pub record: RecordId,
+    /// The client the decision was made for.
+    pub client: Client,
+    /// Its GeoIP location (empty when the policy does not use it or there is no DB).
+    pub location: Location,
+    /// The family decided for (ANY tries A, then AAAA).
+    pub family: Family,
+    /// Ranking, pick and whether every candidate was down.
+    pub decision: Decision<'s>,
 }
 
 impl<'s> Reply<'s> {
@@ -50,6 +69,7 @@ impl<'s> Reply<'s> {
             authority: Vec::new(),
             additionals: Vec::new(),
             ecs_scope: None,
+            trace: None,
         }
     }
 
@@ -59,8 +79,18 @@ impl<'s> Reply<'s> {
     }
 }
 
-/// Answers `request` from `snap`. `rnd` rotates multi-address answers.
+/// Answers `request` from `snap`. `rnd` rotates multi-address answers and draws
+/// non-sticky weighted choices.
 pub fn answer<'s>(request: &Request, snap: &'s Snapshot, rnd: u64) -> Reply<'s> {
+    respond(request, snap, rnd, false)
+}
+
+/// Like [`answer`], and also records how a dynamic name was decided in [`Reply::trace`].
+pub fn explain<'s>(request: &Request, snap: &'s Snapshot, rnd: u64) -> Reply<'s> {
+    respond(request, snap, rnd, true)
+}
+
+fn respond<'s>(request: &Request, snap: &'s Snapshot, rnd: u64, trace: bool) -> Reply<'s> {
     let metadata = Metadata::response_from_request(&request.metadata);
 
     // RFC 6891 §7: a request with OPT gets OPT back; we offer our payload size, never
@@ -108,7 +138,7 @@ pub fn answer<'s>(request: &Request, snap: &'s Snapshot, rnd: u64) -> Reply<'s> 
     };
 
     let client = client_of(request, ecs_in.as_ref());
-    let mut reply = fill(reply, res, snap, &client, rnd);
+    let mut reply = fill(reply, res, snap, &client, rnd, trace);
     if let (Some(e), Some(cs)) = (reply.edns.as_mut(), ecs_in) {
         // RFC 7871 §7.2.1: echo FAMILY, SOURCE PREFIX-LENGTH and ADDRESS; SCOPE says what
         // the answer depended on. A SOURCE of 0 means "do not use my subnet": scope 0.
@@ -135,6 +165,7 @@ fn fill<'s>(
     snap: &'s Snapshot,
     client: &Client,
     rnd: u64,
+    trace: bool,
 ) -> Reply<'s> {
     // RFC 1034 §4.3.1 / RFC 1035 §4.1.1: AA for data from our zones, not for referrals.
     reply.metadata.authoritative = res.authoritative;
@@ -146,7 +177,9 @@ fn fill<'s>(
     reply.additionals = res.additionals;
     if let Some(step) = res.dynamic {
         let before = reply.answers.len();
-        reply.ecs_scope = Some(dynamic_answer(&step, snap, client, rnd, &mut reply.answers));
+        let (scope, t) = dynamic_answer(&step, snap, client, rnd, trace, &mut reply.answers);
+        reply.ecs_scope = Some(scope);
+        reply.trace = t;
         if reply.answers.len() == before {
             // RFC 2308 §2.2: NODATA is NOERROR, empty answer, SOA in authority.
             reply.authority.push(Cow::Borrowed(res.zone.negative_soa()));
@@ -155,16 +188,23 @@ fn fill<'s>(
     reply
 }
 
-/// Appends the policy's records for a dynamic name; returns the ECS scope.
-fn dynamic_answer(
+/// Appends the policy's records for a dynamic name; returns the ECS scope and, when
+/// asked, the trace of the decision.
+fn dynamic_answer<'s>(
     step: &DynamicStep,
-    snap: &Snapshot,
+    snap: &'s Snapshot,
     client: &Client,
     rnd: u64,
-    out: &mut Vec<Cow<'_, Record>>,
-) -> u8 {
+    trace: bool,
+    out: &mut Vec<Cow<'s, Record>>,
+) -> (u8, Option<Trace<'s>>) {
     let model = &snap.model;
     let rec = &model.records[step.record.index()];
+    // One GeoIP lookup per query, and only for policies that use it.
+    let location = match (&snap.geo, rec.policy.needs_location()) {
+        (Some(db), true) => db.locate(client.addr),
+        _ => Location::default(),
+    };
     let families: &[Family] = match step.qtype {
         RecordType::A => &[Family::V4],
         RecordType::AAAA => &[Family::V6],
@@ -172,40 +212,66 @@ fn dynamic_answer(
         _ => &[Family::V4, Family::V6],
     };
     let mut scope = 0;
+    let mut last = None;
     for &family in families {
-        let decision = policy::select(model, &snap.health, rec, client, family);
+        let decision = policy::select(model, &snap.health, rec, client, &location, family, rnd);
         scope = scope.max(decision.ranking.scope);
-        let mut addrs: Vec<IpAddr> = match decision.pick {
-            Pick::Region(id) => policy::addresses(model.region(id), family).collect(),
-            Pick::All => {
-                let mut v: Vec<IpAddr> = Vec::new();
-                for id in decision.ranking.order.iter() {
-                    for a in policy::addresses(model.region(*id), family) {
-                        if !v.contains(&a) {
-                            v.push(a);
-                        }
+        let n = push_addresses(&decision, snap, step, rec.ttl, family, rnd, out);
+        last = trace.then_some(Trace {
+            record: step.record,
+            client: *client,
+            location,
+            family,
+            decision,
+        });
+        if n > 0 {
+            break;
+        }
+    }
+    (scope, last)
+}
+
+/// Appends the picked addresses as records, rotated by `rnd`; returns how many.
+fn push_addresses<'s>(
+    decision: &Decision<'_>,
+    snap: &Snapshot,
+    step: &DynamicStep,
+    ttl: u32,
+    family: Family,
+    rnd: u64,
+    out: &mut Vec<Cow<'s, Record>>,
+) -> usize {
+    let model = &snap.model;
+    let mut addrs: Vec<IpAddr> = match decision.pick {
+        Pick::Region(id) => policy::addresses(model.region(id), family).collect(),
+        Pick::All => {
+            let mut v: Vec<IpAddr> = Vec::new();
+            for id in decision.ranking.order.iter() {
+                for a in policy::addresses(model.region(*id), family) {
+                    if !v.contains(&a) {
+                        v.push(a);
                     }
                 }
-                v
             }
-            Pick::Nothing => Vec::new(),
-        };
-        if addrs.is_empty() {
-            continue;
+            v
         }
-        // Rotate so that clients which take the first address spread over all of them.
-        let n = addrs.len();
-        addrs.rotate_left((rnd % n as u64) as usize);
-        out.extend(addrs.into_iter().map(|a| {
-            let data = match a {
-                IpAddr::V4(v4) => RData::A(A(v4)),
-                IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
-            };
-            Cow::Owned(Record::from_rdata(step.owner.clone(), rec.ttl, data))
-        }));
-        break;
+        Pick::Nothing => Vec::new(),
+    };
+    let n = addrs.len();
+    if n == 0 {
+        return 0;
     }
-    scope
+    // Rotate so that clients which take the first address spread over all of them.
+    // (`rnd` is also the weighted draw; the high bits keep the two independent.)
+    addrs.rotate_left(((rnd >> 32) % n as u64) as usize);
+    out.extend(addrs.into_iter().map(|a| {
+        let data = match a {
+            IpAddr::V4(v4) => RData::A(A(v4)),
+            IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
+        };
+        Cow::Owned(Record::from_rdata(step.owner.clone(), ttl, data))
+    }));
+    n
 }
 
 /// The client the decision is for: the ECS subnet when given with a non-zero source

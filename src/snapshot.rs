@@ -9,7 +9,8 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::config;
-use crate::diag::Diagnostics;
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::geo::GeoDb;
 use crate::health::Health;
 use crate::model::Model;
 use crate::zone::{Zones, file};
@@ -23,6 +24,8 @@ pub struct Snapshot {
     pub zones: Arc<Zones>,
     /// Health of every region.
     pub health: Arc<Health>,
+    /// The GeoIP database, when `server.geoip` is set.
+    pub geo: Option<Arc<GeoDb>>,
 }
 
 /// The handle the query path reads and the owner task replaces.
@@ -33,11 +36,22 @@ impl Snapshot {
     /// region starts up.
     pub fn load(config_path: &Path) -> Result<Snapshot, Diagnostics> {
         let model = config::load(config_path)?;
+        let geo = match &model.server.geoip {
+            Some(path) => match GeoDb::open(path) {
+                Ok(db) => Some(Arc::new(db)),
+                Err(e) => {
+                    return Err(Diagnostic::new(&model.file, e).key("server.geoip").into());
+                }
+            },
+            None => None,
+        };
         let files = file::load_dir(&model.server.zones)?;
-        Snapshot::build(model, files)
+        let mut snap = Snapshot::build(model, files)?;
+        snap.geo = geo;
+        Ok(snap)
     }
 
-    /// Builds a snapshot from an already loaded model and zone files.
+    /// Builds a snapshot from an already loaded model and zone files, without GeoIP.
     pub fn build(model: Model, files: Vec<file::ZoneFile>) -> Result<Snapshot, Diagnostics> {
         let zones = Zones::build(files, &model)?;
         let health = Health::all_up(&model);
@@ -45,6 +59,7 @@ impl Snapshot {
             model: Arc::new(model),
             zones: Arc::new(zones),
             health: Arc::new(health),
+            geo: None,
         })
     }
 

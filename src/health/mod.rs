@@ -7,31 +7,39 @@
 use crate::model::{Model, RegionId};
 
 /// The health of every region, indexed by [`RegionId`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Health {
     regions: Vec<RegionHealth>,
 }
 
 /// The state of one region.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RegionHealth {
     /// Probes say the region is up (a region without a probe is always up).
     pub up: bool,
     /// An operator took the region out of every answer.
     pub drained: bool,
+    /// How far the region's current probe RTT is above its own recent best, in ms: the
+    /// latency policy adds it, so a slowing region loses traffic before it fails. Stays
+    /// 0 until probing measures RTTs.
+    pub rtt_penalty_ms: f64,
+}
+
+impl Default for RegionHealth {
+    fn default() -> Self {
+        RegionHealth {
+            up: true,
+            drained: false,
+            rtt_penalty_ms: 0.0,
+        }
+    }
 }
 
 impl Health {
     /// Every region of `model` up and not drained.
     pub fn all_up(model: &Model) -> Health {
         Health {
-            regions: vec![
-                RegionHealth {
-                    up: true,
-                    drained: false
-                };
-                model.regions.len()
-            ],
+            regions: vec![RegionHealth::default(); model.regions.len()],
         }
     }
 
@@ -40,6 +48,13 @@ impl Health {
         self.regions
             .get(id.index())
             .is_some_and(|r| r.up && !r.drained)
+    }
+
+    /// The live RTT penalty of a region, ms.
+    pub fn rtt_penalty_ms(&self, id: RegionId) -> f64 {
+        self.regions
+            .get(id.index())
+            .map_or(0.0, |r| r.rtt_penalty_ms)
     }
 
     /// The state of one region.

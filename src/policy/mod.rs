@@ -5,10 +5,16 @@
 //! no randomness of its own: the caller passes everything in, so tests are tables.
 
 pub mod failover;
+pub mod geo;
+pub mod latency;
+pub mod weighted;
 
 use std::borrow::Cow;
 use std::net::IpAddr;
 
+use ipnet::IpNet;
+
+use crate::geo::{Code, Location};
 use crate::health::Health;
 use crate::model::{DynRecord, Model, Policy, Region, RegionId, WhenAllDown};
 
@@ -31,13 +37,65 @@ pub struct Client {
 }
 
 /// A policy's ordering of the candidate regions for one client.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Ranking<'a> {
     /// Best first.
     pub order: Cow<'a, [RegionId]>,
     /// How many leading bits of the client address the ranking depended on (the RFC 7871
     /// scope prefix); 0 when it does not depend on the client at all.
     pub scope: u8,
+    /// Why this order (for `explain`).
+    pub rule: Rule,
+    /// The latency policy's estimates, best first (empty for other policies).
+    pub rtt: Vec<Rtt>,
+}
+
+/// What decided a ranking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// Failover: the `regions` order.
+    Failover,
+    /// Geo: a `cidr` rule.
+    Cidr(IpNet),
+    /// Geo: a `subdivision` rule.
+    Subdivision(Code),
+    /// Geo: a `country` rule.
+    Country(Code),
+    /// Geo: a `continent` rule.
+    Continent(Code),
+    /// Geo: the `default` list.
+    Default,
+    /// Geo without a matching rule or default: the `regions` order.
+    RecordOrder,
+    /// Latency, with the `[latency]` row used.
+    Latency(latency::Row),
+    /// Weighted.
+    Weighted {
+        /// By client subnet rather than at random.
+        sticky: bool,
+    },
+}
+
+/// One region's RTT estimate in the latency policy.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rtt {
+    /// The region.
+    pub region: RegionId,
+    /// Estimated RTT in ms, penalty included.
+    pub ms: f64,
+    /// Where the base estimate came from.
+    pub source: RttSource,
+    /// The live probe penalty included in `ms`.
+    pub penalty: f64,
+}
+
+/// Where an RTT estimate came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RttSource {
+    /// A `[latency]` row.
+    Table,
+    /// Great-circle distance.
+    Distance,
 }
 
 /// Which region(s) answer.
@@ -52,7 +110,7 @@ pub enum Pick {
 }
 
 /// The outcome for one query.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Decision<'a> {
     /// The policy's ranking.
     pub ranking: Ranking<'a>,
@@ -62,19 +120,33 @@ pub struct Decision<'a> {
     pub all_down: bool,
 }
 
-/// Ranks `rec`'s candidates for `client` according to its policy.
-pub fn rank<'a>(_model: &'a Model, rec: &'a DynRecord, _client: &Client) -> Ranking<'a> {
+impl Policy {
+    /// True when the policy looks at the client's GeoIP location.
+    pub fn needs_location(&self) -> bool {
+        matches!(self, Policy::Geo(_) | Policy::Latency)
+    }
+}
+
+/// Ranks `rec`'s candidates for `client` (at `loc`) according to its policy. `rnd` is
+/// only used by non-sticky weighted records.
+pub fn rank<'a>(
+    model: &'a Model,
+    health: &Health,
+    rec: &'a DynRecord,
+    client: &Client,
+    loc: &Location,
+    rnd: u64,
+) -> Ranking<'a> {
     match &rec.policy {
         Policy::Failover => Ranking {
             order: failover::rank(rec),
             scope: 0,
+            rule: Rule::Failover,
+            rtt: Vec::new(),
         },
-        // Geo, latency and weighted need GeoIP and their own rankers (next milestone);
-        // until then they rank like failover, and `serve` warns about it at startup.
-        Policy::Geo(_) | Policy::Latency | Policy::Weighted { .. } => Ranking {
-            order: failover::rank(rec),
-            scope: 0,
-        },
+        Policy::Geo(rules) => geo::rank(rules, rec, client, loc),
+        Policy::Latency => latency::rank(model, health, rec, client, loc),
+        Policy::Weighted { weights, sticky } => weighted::rank(rec, weights, *sticky, client, rnd),
     }
 }
 
@@ -84,9 +156,11 @@ pub fn select<'a>(
     health: &Health,
     rec: &'a DynRecord,
     client: &Client,
+    loc: &Location,
     family: Family,
+    rnd: u64,
 ) -> Decision<'a> {
-    let ranking = rank(model, rec, client);
+    let ranking = rank(model, health, rec, client, loc, rnd);
     let serves = |id: &RegionId| has_family(model.region(*id), family);
     if let Some(&id) = ranking
         .order
@@ -120,6 +194,38 @@ pub fn select<'a>(
         pick,
         all_down: !any_usable,
     }
+}
+
+/// `list` followed by the regions of `rest` it does not contain, in `rest`'s order.
+fn then_rest<'a>(list: &'a [RegionId], rest: &[RegionId]) -> Cow<'a, [RegionId]> {
+    if rest.iter().all(|r| list.contains(r)) {
+        return Cow::Borrowed(list);
+    }
+    let mut order = list.to_vec();
+    order.extend(rest.iter().filter(|r| !list.contains(r)));
+    Cow::Owned(order)
+}
+
+/// The ECS scope of an answer that holds for the client's `/base` network, given that
+/// `nets` (cidr rules or rows) may single out other networks: RFC 7871 §7.2.1 lets the
+/// answer be cached for the whole scope, so the scope must be long enough that no rule
+/// the client is *not* in overlaps it.
+fn cidr_scope<'n>(client: IpAddr, nets: impl Iterator<Item = &'n IpNet>, base: u8) -> u8 {
+    let mut scope = base;
+    for net in nets {
+        if net.contains(&client) {
+            continue;
+        }
+        let common = match (client, net.network()) {
+            (IpAddr::V4(c), IpAddr::V4(n)) => (u32::from(c) ^ u32::from(n)).leading_zeros(),
+            (IpAddr::V6(c), IpAddr::V6(n)) => (u128::from(c) ^ u128::from(n)).leading_zeros(),
+            _ => continue, // the other family never overlaps
+        };
+        // The first differing bit separates the client from this rule.
+        let needed = (common as u8 + 1).min(net.prefix_len());
+        scope = scope.max(needed);
+    }
+    scope
 }
 
 /// True when the region has at least one address of the family.

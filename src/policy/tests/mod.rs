@@ -1,12 +1,38 @@
 //! Table tests of ranking, health filtering and `when_all_down`, without network.
 
+mod geo;
+mod latency;
+mod weighted;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::*;
 use crate::health::RegionHealth;
 use crate::model::{Defaults, DynRecord, LatencyTable, Pos, Server, TcpLimits};
 
-fn region(name: &str, v4: &[&str], v6: &[&str]) -> Region {
+const NOWHERE: Location = Location {
+    continent: None,
+    country: None,
+    subdivision: None,
+    coords: None,
+    network: None,
+};
+
+/// Sets regions down in a copy of `h`.
+pub(super) fn with_down(mut h: Health, down: &[u16]) -> Health {
+    for &d in down {
+        h.set(
+            RegionId(d),
+            RegionHealth {
+                up: false,
+                ..RegionHealth::default()
+            },
+        );
+    }
+    h
+}
+
+pub(super) fn region(name: &str, v4: &[&str], v6: &[&str]) -> Region {
     Region {
         name: name.into(),
         v4: v4.iter().map(|a| a.parse::<Ipv4Addr>().unwrap()).collect(),
@@ -16,7 +42,7 @@ fn region(name: &str, v4: &[&str], v6: &[&str]) -> Region {
     }
 }
 
-fn model(when: WhenAllDown) -> Model {
+pub(super) fn model(when: WhenAllDown) -> Model {
     Model {
         file: "gslb.toml".into(),
         server: Server {
@@ -46,29 +72,19 @@ fn model(when: WhenAllDown) -> Model {
     }
 }
 
-const CLIENT: Client = Client {
+pub(super) const CLIENT: Client = Client {
     addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
     source_prefix: None,
 };
 
 fn health(m: &Model, down: &[u16]) -> Health {
-    let mut h = Health::all_up(m);
-    for &d in down {
-        h.set(
-            RegionId(d),
-            RegionHealth {
-                up: false,
-                drained: false,
-            },
-        );
-    }
-    h
+    with_down(Health::all_up(m), down)
 }
 
 #[test]
 fn failover_ranks_in_configured_order_with_scope_zero() {
     let m = model(WhenAllDown::First);
-    let r = rank(&m, &m.records[0], &CLIENT);
+    let r = rank(&m, &Health::all_up(&m), &m.records[0], &CLIENT, &NOWHERE, 0);
     assert_eq!(&*r.order, &[RegionId(1), RegionId(0), RegionId(2)]);
     assert_eq!(r.scope, 0);
 }
@@ -89,7 +105,7 @@ fn first_usable_region_with_the_family_wins() {
         (&[0, 2], Family::V6, Pick::Nothing),
     ];
     for (down, family, want) in table {
-        let d = select(&m, &health(&m, down), rec, &CLIENT, *family);
+        let d = select(&m, &health(&m, down), rec, &CLIENT, &NOWHERE, *family, 0);
         assert_eq!(d.pick, *want, "down={down:?} family={family:?}");
         assert!(!d.all_down);
     }
@@ -102,11 +118,11 @@ fn drained_region_is_skipped() {
     h.set(
         RegionId(1),
         RegionHealth {
-            up: true,
             drained: true,
+            ..RegionHealth::default()
         },
     );
-    let d = select(&m, &h, &m.records[0], &CLIENT, Family::V4);
+    let d = select(&m, &h, &m.records[0], &CLIENT, &NOWHERE, Family::V4, 0);
     assert_eq!(d.pick, Pick::Region(RegionId(0)));
 }
 
@@ -123,8 +139,8 @@ fn all_down_follows_when_all_down() {
     ] {
         let m = model(when);
         let h = health(&m, &[0, 1, 2]);
-        let d4 = select(&m, &h, &m.records[0], &CLIENT, Family::V4);
-        let d6 = select(&m, &h, &m.records[0], &CLIENT, Family::V6);
+        let d4 = select(&m, &h, &m.records[0], &CLIENT, &NOWHERE, Family::V4, 0);
+        let d6 = select(&m, &h, &m.records[0], &CLIENT, &NOWHERE, Family::V6, 0);
         assert_eq!((d4.pick, d6.pick), (v4, v6), "{when:?}");
         assert!(d4.all_down && d6.all_down);
     }

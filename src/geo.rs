@@ -1,0 +1,235 @@
+//! Client address → [`Location`], through a MaxMind-format database (GeoLite2/GeoIP2 City
+//! or Country, DB-IP, or one built by `gslbd geoip build`). The only module that names
+//! maxminddb types.
+//!
+//! A lookup reads the continent code, the country ISO code, the first subdivision ISO
+//! code, the coordinates when present, and always the prefix length of the database
+//! network the address fell in — with or without data — which bounds the EDNS Client
+//! Subnet scope of any answer that depends on the location.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::model::Coords;
+
+/// An open GeoIP database.
+pub struct GeoDb {
+    reader: maxminddb::Reader<Vec<u8>>,
+    path: PathBuf,
+}
+
+impl fmt::Debug for GeoDb {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GeoDb")
+            .field("path", &self.path)
+            .field("type", &self.reader.metadata().database_type)
+            .finish()
+    }
+}
+
+/// A short ASCII code (`EU`, `JP`, `US-CA`) stored inline, so locating a client
+/// allocates nothing.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Code {
+    buf: [u8; 8],
+    len: u8,
+}
+
+impl Code {
+    /// `s` when it is 1..=8 ASCII letters, digits or hyphens, upper-cased.
+    pub fn new(s: &str) -> Option<Code> {
+        let b = s.as_bytes();
+        if b.is_empty() || b.len() > 8 || !b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+        {
+            return None;
+        }
+        let mut buf = [0u8; 8];
+        for (d, s) in buf.iter_mut().zip(b) {
+            *d = s.to_ascii_uppercase();
+        }
+        Some(Code {
+            buf,
+            len: b.len() as u8,
+        })
+    }
+
+    /// `COUNTRY-SUB` (`US` and `CA` make `US-CA`), when it fits.
+    pub fn joined(country: Code, sub: &str) -> Option<Code> {
+        let (c, s) = (country.as_str().as_bytes(), sub.as_bytes());
+        let len = c.len() + 1 + s.len();
+        if s.is_empty() || len > 8 {
+            return None;
+        }
+        let mut buf = [0u8; 8];
+        buf[..c.len()].copy_from_slice(c);
+        buf[c.len()] = b'-';
+        buf[c.len() + 1..len].copy_from_slice(s);
+        Code::new(std::str::from_utf8(&buf[..len]).ok()?)
+    }
+
+    /// The code as text.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII bytes are ever stored.
+        std::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or("")
+    }
+}
+
+impl fmt::Debug for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a client is, as far as the database knows.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Location {
+    /// Continent code (`EU`).
+    pub continent: Option<Code>,
+    /// ISO 3166-1 country code (`GB`).
+    pub country: Option<Code>,
+    /// ISO 3166-2 subdivision with its country, as written in geo rules (`GB-ENG`).
+    pub subdivision: Option<Code>,
+    /// Coordinates, when the database has them (City databases).
+    pub coords: Option<Coords>,
+    /// The database network the address fell in, as (address, prefix length); `None`
+    /// without a database. Present even when the network has no data.
+    pub network: Option<(IpAddr, u8)>,
+}
+
+impl Location {
+    /// True when the database had any data for the address.
+    pub fn found(&self) -> bool {
+        self.continent.is_some() || self.country.is_some() || self.coords.is_some()
+    }
+
+    /// Prefix length of the database network (0 without a database).
+    pub fn prefix(&self) -> u8 {
+        self.network.map_or(0, |(_, p)| p)
+    }
+}
+
+/// The fields we read; everything else in the record is skipped by serde.
+#[derive(Deserialize)]
+struct Record<'a> {
+    #[serde(borrow, default)]
+    continent: Option<Coded<'a>>,
+    #[serde(borrow, default)]
+    country: Option<Iso<'a>>,
+    #[serde(borrow, default)]
+    subdivisions: Option<Vec<Iso<'a>>>,
+    #[serde(default)]
+    location: Option<Loc>,
+}
+
+#[derive(Deserialize)]
+struct Coded<'a> {
+    #[serde(borrow, default)]
+    code: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct Iso<'a> {
+    #[serde(borrow, default)]
+    iso_code: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct Loc {
+    #[serde(default)]
+    latitude: Option<f64>,
+    #[serde(default)]
+    longitude: Option<f64>,
+}
+
+/// Database types that carry no location, rejected so that a mix-up is caught at load.
+const NOT_LOCATION: [&str; 6] = [
+    "ASN",
+    "ISP",
+    "Anonymous",
+    "Connection-Type",
+    "Domain",
+    "User-Connection",
+];
+
+impl GeoDb {
+    /// Reads the database at `path` into memory and checks that it carries locations.
+    pub fn open(path: &Path) -> Result<GeoDb, String> {
+        let reader = maxminddb::Reader::open_readfile(path)
+            .map_err(|e| format!("cannot open GeoIP database {}: {e}", path.display()))?;
+        let kind = &reader.metadata().database_type;
+        if NOT_LOCATION.iter().any(|t| kind.contains(t)) {
+            return Err(format!(
+                "{}: database type {kind:?} has no location data; use a City or Country database",
+                path.display()
+            ));
+        }
+        Ok(GeoDb {
+            reader,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Walks the whole database and checks its structure (slow on big files: for `check`).
+    pub fn verify(&self) -> Result<(), String> {
+        self.reader
+            .verify()
+            .map_err(|e| format!("{}: corrupt GeoIP database: {e}", self.path.display()))
+    }
+
+    /// The file it was read from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `database_type` from the metadata, e.g. `GeoLite2-City`.
+    pub fn database_type(&self) -> &str {
+        &self.reader.metadata().database_type
+    }
+
+    /// Locates `addr`. A lookup error (a corrupt region of the file) is treated as "not
+    /// in the database": the policy falls back to its defaults rather than failing.
+    pub fn locate(&self, addr: IpAddr) -> Location {
+        // An IPv4-mapped address must be looked up as IPv4 to get an IPv4 prefix.
+        let addr = addr.to_canonical();
+        let Ok(result) = self.reader.lookup(addr) else {
+            return Location::default();
+        };
+        let mut loc = Location {
+            network: result.network().ok().map(|n| (n.network(), n.prefix())),
+            ..Location::default()
+        };
+        let Ok(Some(rec)) = result.decode::<Record<'_>>() else {
+            return loc;
+        };
+        loc.continent = rec.continent.and_then(|c| c.code).and_then(Code::new);
+        loc.country = rec.country.and_then(|c| c.iso_code).and_then(Code::new);
+        let sub = rec
+            .subdivisions
+            .as_ref()
+            .and_then(|s| s.first())
+            .and_then(|s| s.iso_code);
+        if let (Some(country), Some(sub)) = (loc.country, sub) {
+            // Geo rules write subdivisions with their country: `US-CA`.
+            loc.subdivision = Code::joined(country, sub);
+        }
+        if let Some(Loc {
+            latitude: Some(lat),
+            longitude: Some(lon),
+        }) = rec.location
+        {
+            if lat.is_finite() && lon.is_finite() {
+                loc.coords = Some(Coords { lat, lon });
+            }
+        }
+        loc
+    }
+}
