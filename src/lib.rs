@@ -32,6 +32,9 @@
 pub mod answer;
 pub mod config;
 pub mod diag;
+pub mod explain;
+pub mod geo;
+pub mod geoip_build;
 pub mod health;
 pub mod model;
 pub mod policy;

@@ -2,15 +2,16 @@
 //! codes: 0 ok, 1 runtime failure (cannot bind, ...), 2 invalid config or zones.
 
 use std::io::IsTerminal;
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use ipnet::IpNet;
 use tracing::{info, warn};
 
-use gslbd::model::{Model, Policy};
+use gslbd::model::Model;
 use gslbd::snapshot::Snapshot;
 
 /// gslbd: a GSLB authoritative DNS server.
@@ -45,12 +46,62 @@ enum Command {
         #[arg(long, short, default_value = "gslb.toml")]
         config: PathBuf,
     },
+    /// Show how a query from a client is answered, and why.
+    Explain {
+        /// The config file.
+        #[arg(long, short, default_value = "gslb.toml")]
+        config: PathBuf,
+        /// The query's source address (a resolver, or the client itself).
+        #[arg(long)]
+        client: IpAddr,
+        /// An EDNS Client Subnet to send, e.g. 81.2.69.0/24.
+        #[arg(long, value_name = "CIDR")]
+        subnet: Option<IpNet>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// The name to ask for.
+        name: String,
+        /// The type to ask for.
+        #[arg(default_value = "A")]
+        qtype: String,
+    },
+    /// GeoIP database tools.
+    Geoip {
+        #[command(subcommand)]
+        command: GeoipCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum GeoipCommand {
+    /// Build a MaxMind DB (GeoLite2-City layout) from a CSV of
+    /// network,continent,country,subdivision,lat,lon rows.
+    Build {
+        /// The CSV to read.
+        #[arg(long)]
+        csv: PathBuf,
+        /// The .mmdb to write (replaced atomically).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
+        Command::Explain {
+            config,
+            client,
+            subnet,
+            json,
+            name,
+            qtype,
+        } => explain(&config, client, subnet, json, &name, &qtype),
+        Command::Geoip {
+            command: GeoipCommand::Build { csv, out },
+        } => geoip_build(&csv, &out),
         Command::Serve {
             config,
             listen,
@@ -69,7 +120,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn check(config: &std::path::Path) -> ExitCode {
+fn check(config: &Path) -> ExitCode {
     match Snapshot::load(config) {
         Ok(snap) => {
             #[allow(clippy::print_stdout)]
@@ -86,7 +137,65 @@ fn check(config: &std::path::Path) -> ExitCode {
     }
 }
 
-fn summary(config: &std::path::Path, snap: &Snapshot) -> String {
+fn explain(
+    config: &Path,
+    client: IpAddr,
+    subnet: Option<IpNet>,
+    json: bool,
+    name: &str,
+    qtype: &str,
+) -> ExitCode {
+    let snap = match Snapshot::load(config) {
+        Ok(s) => s,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(2);
+        }
+    };
+    match gslbd::explain::explain(&snap, name, qtype, client, subnet) {
+        Ok(e) => {
+            let text = if json {
+                serde_json::to_string_pretty(&e).unwrap_or_default()
+            } else {
+                e.to_string()
+            };
+            #[allow(clippy::print_stdout)]
+            {
+                println!("{}", text.trim_end());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("explain: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn geoip_build(csv: &Path, out: &Path) -> ExitCode {
+    match gslbd::geoip_build::build(csv, out) {
+        Ok(summary) => {
+            #[allow(clippy::print_stdout)]
+            {
+                println!(
+                    "{}: {} networks ({} IPv4, {} IPv6), {} bytes",
+                    out.display(),
+                    summary.networks,
+                    summary.v4,
+                    summary.v6,
+                    summary.bytes
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn summary(config: &Path, snap: &Snapshot) -> String {
     let m = &snap.model;
     let zones: Vec<String> = snap
         .zones
@@ -173,23 +282,11 @@ fn warn_unimplemented(model: &Model) {
             "server.admin = {admin}: the admin API is not implemented in this version; not listening"
         );
     }
-    if model.server.geoip.is_some() {
-        warn!("server.geoip is set but GeoIP lookups are not implemented in this version");
-    }
     if model.server.rate_limit.is_some() {
         warn!("server.rate_limit is not enforced in this version");
     }
     if model.regions.iter().any(|r| r.probe.is_some()) {
         warn!("region probes are not run in this version: every region counts as up");
-    }
-    for rec in &model.records {
-        if !matches!(rec.policy, Policy::Failover) {
-            warn!(
-                "records.\"{}\": policy {} is answered in failover order (the `regions` order) in this version",
-                rec.name.trim_end_matches('.'),
-                rec.policy.name()
-            );
-        }
     }
 }
 
