@@ -7,6 +7,7 @@ mod harness;
 mod config_errors;
 mod dynamic;
 mod example;
+mod geoip_build;
 mod hostile;
 mod protocol;
 mod static_data;
