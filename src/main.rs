@@ -121,7 +121,14 @@ fn main() -> ExitCode {
 }
 
 fn check(config: &Path) -> ExitCode {
-    match Snapshot::load(config) {
+    let loaded = Snapshot::load(config).and_then(|snap| {
+        // A full walk of the GeoIP file: slow on big files, so only here, not at serve.
+        match snap.geo.as_ref().map(|db| db.verify()) {
+            Some(Err(e)) => Err(gslbd::diag::Diagnostic::new(config, e).key("server.geoip").into()),
+            _ => Ok(snap),
+        }
+    });
+    match loaded {
         Ok(snap) => {
             #[allow(clippy::print_stdout)]
             {

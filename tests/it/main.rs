@@ -9,6 +9,7 @@ mod dynamic;
 mod example;
 mod geoip_build;
 mod hostile;
+mod policies;
 mod protocol;
 mod static_data;
 
