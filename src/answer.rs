@@ -17,7 +17,7 @@ use hickory_server::server::Request;
 use hickory_server::zone_handler::MessageResponseBuilder;
 
 use crate::geo::Location;
-use crate::model::RecordId;
+use crate::model::{RecordId, RegionId};
 use crate::policy::{self, Client, Decision, Family, Pick};
 use crate::snapshot::Snapshot;
 use crate::zone::{DynamicStep, Rcode, Resolution};
@@ -242,12 +242,17 @@ fn push_addresses<'s>(
     out: &mut Vec<Cow<'s, Record>>,
 ) -> usize {
     let model = &snap.model;
+    // Only up addresses, unless every candidate is down and we fail open.
+    let up = |id: RegionId, i: usize| decision.all_down || snap.health.address_up(id, i);
     let mut addrs: Vec<IpAddr> = match decision.pick {
-        Pick::Region(id) => policy::addresses(model.region(id), family).collect(),
+        Pick::Region(id) => policy::addresses(model.region(id), family)
+            .filter(|(i, _)| up(id, *i))
+            .map(|(_, a)| a)
+            .collect(),
         Pick::All => {
             let mut v: Vec<IpAddr> = Vec::new();
             for id in decision.ranking.order.iter() {
-                for a in policy::addresses(model.region(*id), family) {
+                for (_, a) in policy::addresses(model.region(*id), family) {
                     if !v.contains(&a) {
                         v.push(a);
                     }

@@ -124,7 +124,9 @@ fn check(config: &Path) -> ExitCode {
     let loaded = Snapshot::load(config).and_then(|snap| {
         // A full walk of the GeoIP file: slow on big files, so only here, not at serve.
         match snap.geo.as_ref().map(|db| db.verify()) {
-            Some(Err(e)) => Err(gslbd::diag::Diagnostic::new(config, e).key("server.geoip").into()),
+            Some(Err(e)) => Err(gslbd::diag::Diagnostic::new(config, e)
+                .key("server.geoip")
+                .into()),
             _ => Ok(snap),
         }
     });
@@ -275,6 +277,9 @@ fn serve(
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let sockets = gslbd::bind(&addrs).await?;
+        // Cold start: one round of probes before the first answer, so that a region
+        // which is down now is never served (bounded by the probes' timeouts).
+        let _health = gslbd::health::HealthService::start(state.clone()).await;
         info!("ready");
         gslbd::run(sockets, state, tcp, shutdown_signal()).await?;
         info!("stopped");
@@ -291,9 +296,6 @@ fn warn_unimplemented(model: &Model) {
     }
     if model.server.rate_limit.is_some() {
         warn!("server.rate_limit is not enforced in this version");
-    }
-    if model.regions.iter().any(|r| r.probe.is_some()) {
-        warn!("region probes are not run in this version: every region counts as up");
     }
 }
 

@@ -162,11 +162,8 @@ pub fn select<'a>(
 ) -> Decision<'a> {
     let ranking = rank(model, health, rec, client, loc, rnd);
     let serves = |id: &RegionId| has_family(model.region(*id), family);
-    if let Some(&id) = ranking
-        .order
-        .iter()
-        .find(|id| health.usable(**id) && serves(id))
-    {
+    let usable = |id: &&RegionId| health.serves(model.region(**id), **id, family);
+    if let Some(&id) = ranking.order.iter().find(usable) {
         return Decision {
             ranking,
             pick: Pick::Region(id),
@@ -236,15 +233,21 @@ pub fn has_family(region: &Region, family: Family) -> bool {
     }
 }
 
-/// The region's addresses of the family, in config order.
-pub fn addresses(region: &Region, family: Family) -> impl Iterator<Item = IpAddr> + '_ {
+/// The region's addresses of the family with their index (IPv4 first, then IPv6, as
+/// in the health table), in config order.
+pub fn addresses(region: &Region, family: Family) -> impl Iterator<Item = (usize, IpAddr)> + '_ {
     let v4 = region.v4.iter().map(|a| IpAddr::V4(*a));
     let v6 = region.v6.iter().map(|a| IpAddr::V6(*a));
-    let (v4n, v6n) = match family {
-        Family::V4 => (usize::MAX, 0),
-        Family::V6 => (0, usize::MAX),
+    let indexed = v4.chain(v6).enumerate();
+    let first = match family {
+        Family::V4 => 0,
+        Family::V6 => region.v4.len(),
     };
-    v4.take(v4n).chain(v6.take(v6n))
+    let len = match family {
+        Family::V4 => region.v4.len(),
+        Family::V6 => region.v6.len(),
+    };
+    indexed.skip(first).take(len)
 }
 
 #[cfg(test)]

@@ -147,17 +147,31 @@ fn all_down_follows_when_all_down() {
 }
 
 #[test]
-fn addresses_of_one_family_in_order() {
+fn addresses_of_one_family_in_order_with_health_indexes() {
     let m = model(WhenAllDown::First);
-    let eu: Vec<IpAddr> = addresses(&m.regions[1], Family::V4).collect();
-    assert_eq!(
-        eu,
-        [
-            "192.0.2.20".parse::<IpAddr>().unwrap(),
-            "192.0.2.21".parse().unwrap()
-        ]
-    );
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    let eu: Vec<(usize, IpAddr)> = addresses(&m.regions[1], Family::V4).collect();
+    assert_eq!(eu, [(0, ip("192.0.2.20")), (1, ip("192.0.2.21"))]);
     assert_eq!(addresses(&m.regions[1], Family::V6).count(), 0);
-    let us: Vec<IpAddr> = addresses(&m.regions[0], Family::V6).collect();
-    assert_eq!(us, ["2001:db8:10::1".parse::<IpAddr>().unwrap()]);
+    // IPv6 indexes follow the IPv4 addresses, as in the health table.
+    let us: Vec<(usize, IpAddr)> = addresses(&m.regions[0], Family::V6).collect();
+    assert_eq!(us, [(1, ip("2001:db8:10::1"))]);
+}
+
+#[test]
+fn down_addresses_are_skipped_and_a_region_with_none_of_the_family_up_is_passed_over() {
+    let m = model(WhenAllDown::First);
+    let mut h = Health::all_up(&m);
+    // us-east (index 0): its IPv6 address (index 1) is down, IPv4 up.
+    h.set(
+        RegionId(0),
+        RegionHealth {
+            addr_up: vec![true, false],
+            ..RegionHealth::default()
+        },
+    );
+    assert!(h.serves(&m.regions[0], RegionId(0), Family::V4));
+    assert!(!h.serves(&m.regions[0], RegionId(0), Family::V6));
+    let d = select(&m, &h, &m.records[0], &CLIENT, &NOWHERE, Family::V6, 0);
+    assert_eq!(d.pick, Pick::Region(RegionId(2)), "ap-south's IPv6 is next");
 }

@@ -1,0 +1,228 @@
+//! The owner's bookkeeping, without I/O: the distinct probe targets of a model, the
+//! rise/fall state of each, manual drains, and the [`Health`] table they add up to.
+//! Every state change is logged here once, with its reason.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tracing::info;
+
+use super::probe::{self, TargetSpec};
+use super::state::{Outcome, TargetState, Transition};
+use super::{Health, RegionHealth};
+use crate::model::{Model, RegionId};
+
+/// Targets, their states and drains for one model.
+#[derive(Debug, Clone)]
+pub struct Monitor {
+    model: Arc<Model>,
+    targets: Vec<Target>,
+    /// Per region: its targets (one for the region, or one per address).
+    region_targets: Vec<Vec<usize>>,
+    drained: Vec<bool>,
+}
+
+/// One distinct probe target and its state.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// What is probed.
+    pub spec: TargetSpec,
+    /// Its rise/fall state and RTT statistics.
+    pub state: TargetState,
+    /// The regions that use it (for logs and the admin API).
+    pub regions: Vec<RegionId>,
+}
+
+impl Monitor {
+    /// The targets of `model`, all up with no result yet, nothing drained.
+    pub fn new(model: Arc<Model>) -> Monitor {
+        let mut targets: Vec<Target> = Vec::new();
+        let mut index: HashMap<TargetSpec, usize> = HashMap::new();
+        let mut region_targets = Vec::with_capacity(model.regions.len());
+        for (i, region) in model.regions.iter().enumerate() {
+            let id = RegionId(i as u16);
+            let mut mine = Vec::new();
+            for spec in probe::region_targets(region) {
+                let t = *index.entry(spec.clone()).or_insert_with(|| {
+                    targets.push(Target {
+                        spec,
+                        state: TargetState::default(),
+                        regions: Vec::new(),
+                    });
+                    targets.len() - 1
+                });
+                if !targets[t].regions.contains(&id) {
+                    targets[t].regions.push(id);
+                }
+                mine.push(t);
+            }
+            region_targets.push(mine);
+        }
+        let drained = vec![false; model.regions.len()];
+        Monitor {
+            model,
+            targets,
+            region_targets,
+            drained,
+        }
+    }
+
+    /// The model this monitor watches.
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+
+    /// The distinct targets.
+    pub fn targets(&self) -> &[Target] {
+        &self.targets
+    }
+
+    /// Takes over the state of every target that `old` also probes, and the drains of
+    /// regions of the same name: a reload must not forget what probes have learnt, nor
+    /// undo an operator's drain.
+    pub fn carry_over(&mut self, old: &Monitor) {
+        let by_spec: HashMap<&TargetSpec, &TargetState> =
+            old.targets.iter().map(|t| (&t.spec, &t.state)).collect();
+        for t in &mut self.targets {
+            if let Some(s) = by_spec.get(&t.spec) {
+                t.state = (*s).clone();
+            }
+        }
+        for (i, region) in self.model.regions.iter().enumerate() {
+            if let Some(j) = old.model.region_id(&region.name) {
+                self.drained[i] = old.drained[j.index()];
+            }
+        }
+    }
+
+    /// Applies one probe result and logs target and region transitions.
+    pub fn apply(
+        &mut self,
+        target: usize,
+        outcome: Outcome,
+        rtt: Duration,
+        now: SystemTime,
+    ) -> Option<Transition> {
+        let before: Vec<bool> = self.region_up_all();
+        let t = self.targets.get_mut(target)?;
+        let timing = t.spec.timing;
+        let transition = t.state.apply(outcome, rtt, timing.rise, timing.fall, now)?;
+        let names: Vec<&str> = t
+            .regions
+            .iter()
+            .map(|r| self.model.region(*r).name.as_str())
+            .collect();
+        info!(
+            target = %t.spec,
+            regions = %names.join(","),
+            from = updown(transition.from),
+            to = updown(transition.to),
+            reason = %transition.reason,
+            "probe target {}", updown(transition.to)
+        );
+        for (i, (was, is)) in before.into_iter().zip(self.region_up_all()).enumerate() {
+            if was != is {
+                let region = &self.model.regions[i];
+                let (up, total) = self.region_counts(i);
+                info!(
+                    region = %region.name,
+                    from = updown(was),
+                    to = updown(is),
+                    reason = %transition.reason,
+                    "region {} is {} ({up} of {total} probe targets up)",
+                    region.name,
+                    updown(is)
+                );
+            }
+        }
+        Some(transition)
+    }
+
+    /// Drains or undrains the region called `name`; `Err` when there is none. Returns
+    /// whether anything changed.
+    pub fn set_drained(&mut self, name: &str, drained: bool) -> Result<bool, String> {
+        let Some(id) = self.model.region_id(name) else {
+            let known: Vec<&str> = self.model.regions.iter().map(|r| r.name.as_str()).collect();
+            return Err(format!("no region {name:?} (known: {})", known.join(", ")));
+        };
+        let changed = self.drained[id.index()] != drained;
+        if changed {
+            self.drained[id.index()] = drained;
+            info!(region = %name, "region {name} {}", if drained { "drained" } else { "undrained" });
+        }
+        Ok(changed)
+    }
+
+    /// The health table for the query path.
+    pub fn health(&self) -> Health {
+        let regions = (0..self.model.regions.len())
+            .map(|i| {
+                let targets = &self.region_targets[i];
+                let up = self.region_up(i);
+                // The best RTT penalty among the region's up targets.
+                let penalty = targets
+                    .iter()
+                    .filter(|t| self.targets[**t].state.up)
+                    .map(|t| self.targets[*t].state.rtt_penalty_ms())
+                    .reduce(f64::min)
+                    .unwrap_or(0.0);
+                RegionHealth {
+                    up,
+                    drained: self.drained[i],
+                    rtt_penalty_ms: penalty,
+                    addr_up: if self.is_templated(i) {
+                        targets.iter().map(|t| self.targets[*t].state.up).collect()
+                    } else {
+                        Vec::new()
+                    },
+                }
+            })
+            .collect();
+        Health::from_regions(regions)
+    }
+
+    fn is_templated(&self, region: usize) -> bool {
+        self.model.regions[region]
+            .probe
+            .as_ref()
+            .is_some_and(|p| match &p.target {
+                crate::model::ProbeTarget::Http { url, .. } => url.contains("{address}"),
+                crate::model::ProbeTarget::Tcp { addr } => addr.contains("{address}"),
+            })
+    }
+
+    /// (targets up, targets) of a region.
+    fn region_counts(&self, region: usize) -> (usize, usize) {
+        let targets = &self.region_targets[region];
+        let up = targets
+            .iter()
+            .filter(|t| self.targets[**t].state.up)
+            .count();
+        (up, targets.len())
+    }
+
+    /// Up by probes: no probe, or at least `min_healthy` of its per-address targets, or
+    /// its single target.
+    fn region_up(&self, region: usize) -> bool {
+        let (up, total) = self.region_counts(region);
+        if total == 0 {
+            return true;
+        }
+        let need = match &self.model.regions[region].probe {
+            Some(p) if self.is_templated(region) => p.min_healthy as usize,
+            _ => 1,
+        };
+        up >= need.clamp(1, total)
+    }
+
+    fn region_up_all(&self) -> Vec<bool> {
+        (0..self.model.regions.len())
+            .map(|i| self.region_up(i))
+            .collect()
+    }
+}
+
+fn updown(up: bool) -> &'static str {
+    if up { "up" } else { "down" }
+}

@@ -1,0 +1,284 @@
+//! The health owner task and its probers on the tokio runtime.
+//!
+//! [`HealthService::start`] runs one round of probes first (bounded by the probes'
+//! timeouts) so that a region which is down at start is never served, publishes the
+//! resulting snapshot, then keeps one prober task per distinct target, each on its own
+//! interval with a random phase so probes spread out. A semaphore bounds how many probes
+//! run at once; a hanging endpoint is cut by its own timeout and delays nothing else.
+//! Results, drains and reloads reach the single owner over a channel; it applies them,
+//! coalesces bursts, and publishes a new snapshot only when an answer would change.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::{error, info};
+
+use super::Monitor;
+use super::probe::Prober;
+use super::state::Outcome;
+use crate::snapshot::{Shared, Snapshot};
+
+/// Probes allowed to run at the same time.
+const MAX_CONCURRENT_PROBES: usize = 64;
+
+enum Event {
+    Result {
+        generation: u64,
+        target: usize,
+        outcome: Outcome,
+        rtt: Duration,
+    },
+    Drain {
+        region: String,
+        drained: bool,
+        reply: oneshot::Sender<Result<bool, String>>,
+    },
+    Reload {
+        snapshot: Snapshot,
+        reply: oneshot::Sender<()>,
+    },
+    Inspect {
+        reply: oneshot::Sender<Monitor>,
+    },
+}
+
+/// A handle on the running health owner.
+#[derive(Debug, Clone)]
+pub struct HealthService {
+    tx: mpsc::Sender<Event>,
+}
+
+impl std::fmt::Debug for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Event")
+    }
+}
+
+impl HealthService {
+    /// Probes every target once, publishes the health found, then starts the probers and
+    /// the owner task in the background.
+    pub async fn start(state: Shared) -> HealthService {
+        // reqwest is built without a default TLS provider: install ring once.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let snap = state.load_full();
+        let mut monitor = Monitor::new(snap.model.clone());
+        let sem = Arc::new(Semaphore::new(MAX_CONCURRENT_PROBES));
+        let probers = build_probers(&monitor);
+        cold_start(&mut monitor, &probers, &sem).await;
+        publish(&state, &monitor, None);
+        let (tx, rx) = mpsc::channel(1024);
+        let service = HealthService { tx: tx.clone() };
+        tokio::spawn(owner(state, monitor, probers, rx, tx, sem));
+        service
+    }
+
+    /// Drains (takes out of every answer) or undrains a region by name. `Ok(changed)`;
+    /// `Err` names the unknown region.
+    pub async fn drain(&self, region: &str, drained: bool) -> Result<bool, String> {
+        let (reply, rx) = oneshot::channel();
+        let ev = Event::Drain {
+            region: region.to_string(),
+            drained,
+            reply,
+        };
+        self.tx
+            .send(ev)
+            .await
+            .map_err(|_| "health service stopped".to_string())?;
+        rx.await.map_err(|_| "health service stopped".to_string())?
+    }
+
+    /// Switches to a newly loaded snapshot (config, zones, GeoIP), keeping the state of
+    /// every probe target that is unchanged and every drain; returns once it is published.
+    pub async fn reload(&self, snapshot: Snapshot) {
+        let (reply, rx) = oneshot::channel();
+        if self
+            .tx
+            .send(Event::Reload { snapshot, reply })
+            .await
+            .is_ok()
+        {
+            let _ = rx.await;
+        }
+    }
+
+    /// A copy of the owner's bookkeeping (targets, states, drains), for reports.
+    pub async fn inspect(&self) -> Option<Monitor> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Event::Inspect { reply }).await.ok()?;
+        rx.await.ok()
+    }
+}
+
+fn build_probers(monitor: &Monitor) -> Vec<Option<Prober>> {
+    monitor
+        .targets()
+        .iter()
+        .map(|t| match Prober::new(t.spec.clone()) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                // Cannot happen short of a broken TLS backend; the target stays "no result".
+                error!("{e}");
+                None
+            }
+        })
+        .collect()
+}
+
+/// One round of probes, concurrently; each is bounded by its own timeout.
+async fn cold_start(monitor: &mut Monitor, probers: &[Option<Prober>], sem: &Arc<Semaphore>) {
+    if probers.is_empty() {
+        return;
+    }
+    let started = std::time::Instant::now();
+    let mut round = JoinSet::new();
+    for (i, p) in probers.iter().enumerate() {
+        let Some(p) = p.clone() else { continue };
+        let sem = sem.clone();
+        round.spawn(async move {
+            let _permit = sem.acquire_owned().await;
+            let (outcome, rtt) = p.probe().await;
+            (i, outcome, rtt)
+        });
+    }
+    while let Some(Ok((i, outcome, rtt))) = round.join_next().await {
+        monitor.apply(i, outcome, rtt, SystemTime::now());
+    }
+    let up = monitor.targets().iter().filter(|t| t.state.up).count();
+    info!(
+        "first probe round: {up} of {} targets up ({} ms)",
+        monitor.targets().len(),
+        started.elapsed().as_millis()
+    );
+}
+
+async fn owner(
+    state: Shared,
+    mut monitor: Monitor,
+    mut probers: Vec<Option<Prober>>,
+    mut rx: mpsc::Receiver<Event>,
+    tx: mpsc::Sender<Event>,
+    sem: Arc<Semaphore>,
+) {
+    let mut generation = 0u64;
+    let mut tasks = spawn_probers(&probers, generation, &tx, &sem);
+    while let Some(first) = rx.recv().await {
+        let mut pending = Some(first);
+        // Apply everything already queued before publishing: one swap per burst.
+        while let Some(ev) = pending.take().or_else(|| rx.try_recv().ok()) {
+            match ev {
+                Event::Result {
+                    generation: g,
+                    target,
+                    outcome,
+                    rtt,
+                } if g == generation => {
+                    monitor.apply(target, outcome, rtt, SystemTime::now());
+                }
+                Event::Result { .. } => {} // from probers of a config since replaced
+                Event::Drain {
+                    region,
+                    drained,
+                    reply,
+                } => {
+                    let _ = reply.send(monitor.set_drained(&region, drained));
+                }
+                Event::Reload { snapshot, reply } => {
+                    let mut next = Monitor::new(snapshot.model.clone());
+                    next.carry_over(&monitor);
+                    monitor = next;
+                    tasks.abort_all();
+                    generation += 1;
+                    probers = build_probers(&monitor);
+                    tasks = spawn_probers(&probers, generation, &tx, &sem);
+                    publish(&state, &monitor, Some(snapshot));
+                    let _ = reply.send(());
+                }
+                Event::Inspect { reply } => {
+                    let _ = reply.send(monitor.clone());
+                }
+            }
+        }
+        publish(&state, &monitor, None);
+    }
+}
+
+fn spawn_probers(
+    probers: &[Option<Prober>],
+    generation: u64,
+    tx: &mpsc::Sender<Event>,
+    sem: &Arc<Semaphore>,
+) -> JoinSet<()> {
+    let mut tasks = JoinSet::new();
+    for (target, p) in probers.iter().enumerate() {
+        let Some(p) = p.clone() else { continue };
+        let (tx, sem) = (tx.clone(), sem.clone());
+        tasks.spawn(async move {
+            let interval = p.spec().timing.interval;
+            let mut next = Instant::now() + phase(interval);
+            loop {
+                tokio::time::sleep_until(next).await;
+                let (outcome, rtt) = {
+                    let _permit = sem.acquire().await;
+                    p.probe().await
+                };
+                if tx
+                    .send(Event::Result {
+                        generation,
+                        target,
+                        outcome,
+                        rtt,
+                    })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                next += interval;
+                // After a stall, skip the missed ticks instead of probing in a burst.
+                let now = Instant::now();
+                if next < now {
+                    next = now + interval;
+                }
+            }
+        });
+    }
+    tasks
+}
+
+/// A random offset in [0, interval), so targets do not all probe at the same instant.
+fn phase(interval: Duration) -> Duration {
+    let r = RandomState::new().build_hasher().finish();
+    let nanos = interval.as_nanos().max(1) as u64;
+    Duration::from_nanos(r % nanos)
+}
+
+/// Publishes the monitor's health (with a new config when reloading) if it changes
+/// anything a query would see.
+fn publish(state: &Shared, monitor: &Monitor, replacement: Option<Snapshot>) {
+    let health = monitor.health();
+    let next = match replacement {
+        Some(s) => Snapshot {
+            health: Arc::new(health),
+            ..s
+        },
+        None => {
+            let cur = state.load();
+            if !cur.health.differs(&health) {
+                return;
+            }
+            Snapshot {
+                model: cur.model.clone(),
+                zones: cur.zones.clone(),
+                geo: cur.geo.clone(),
+                health: Arc::new(health),
+            }
+        }
+    };
+    state.store(Arc::new(next));
+}
