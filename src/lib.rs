@@ -39,6 +39,7 @@ pub mod health;
 pub mod model;
 pub mod policy;
 pub mod server;
+pub mod sim;
 pub mod snapshot;
 pub mod zone;
 
