@@ -8,6 +8,7 @@ mod config_errors;
 mod dynamic;
 mod example;
 mod geoip_build;
+mod health;
 mod hostile;
 mod policies;
 mod protocol;
