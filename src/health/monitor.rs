@@ -226,3 +226,109 @@ impl Monitor {
 fn updown(up: bool) -> &'static str {
     if up { "up" } else { "down" }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn model(text: &str) -> Arc<Model> {
+        Arc::new(
+            crate::config::parse(text, Path::new("gslb.toml")).unwrap_or_else(|e| panic!("{e}")),
+        )
+    }
+
+    const REGIONS: &str = r#"
+[regions.a]
+addresses = ["192.0.2.1", "192.0.2.2", "2001:db8::1"]
+probe = { url = "http://{address}:80/health", min_healthy = 2 }
+[regions.b]
+addresses = ["192.0.2.9"]
+probe = { url = "http://127.0.0.1:9000/health" }
+[regions.c]
+addresses = ["192.0.2.10"]
+probe = { url = "http://127.0.0.1:9000/health" }
+[regions.d]
+addresses = ["192.0.2.11"]
+"#;
+
+    const T0: SystemTime = SystemTime::UNIX_EPOCH;
+    const RTT: Duration = Duration::from_millis(5);
+
+    fn fail(m: &mut Monitor, t: usize) {
+        m.apply(t, Outcome::Status(503), RTT, T0);
+    }
+
+    #[test]
+    fn identical_probes_share_one_target_and_per_address_probes_expand() {
+        let m = Monitor::new(model(REGIONS));
+        let specs: Vec<String> = m.targets().iter().map(|t| t.spec.to_string()).collect();
+        assert_eq!(
+            specs,
+            [
+                "GET http://192.0.2.1:80/health",
+                "GET http://192.0.2.2:80/health",
+                "GET http://[2001:db8::1]:80/health",
+                "GET http://127.0.0.1:9000/health",
+            ]
+        );
+        assert_eq!(m.targets()[3].regions, [RegionId(1), RegionId(2)]);
+        // Nothing probed yet: everything up.
+        let h = m.health();
+        assert!((0..4).all(|i| h.usable(RegionId(i))));
+    }
+
+    #[test]
+    fn min_healthy_and_per_address_state() {
+        let mut m = Monitor::new(model(REGIONS));
+        fail(&mut m, 0); // first result: down at once
+        let h = m.health();
+        let a = h.region(RegionId(0)).unwrap();
+        assert_eq!(a.addr_up, [false, true, true]);
+        assert!(a.up, "2 of 3 addresses up, min_healthy = 2");
+        fail(&mut m, 2);
+        assert!(!m.health().usable(RegionId(0)), "1 of 3 < min_healthy");
+        // The shared target takes both b and c down; d has no probe.
+        fail(&mut m, 3);
+        let h = m.health();
+        assert!(!h.usable(RegionId(1)) && !h.usable(RegionId(2)) && h.usable(RegionId(3)));
+    }
+
+    #[test]
+    fn drains_and_reload_carry_over() {
+        let mut m = Monitor::new(model(REGIONS));
+        fail(&mut m, 3);
+        assert_eq!(m.set_drained("d", true), Ok(true));
+        assert_eq!(m.set_drained("d", true), Ok(false));
+        assert!(
+            m.set_drained("zz", true)
+                .unwrap_err()
+                .contains("known: a, b, c, d")
+        );
+        assert!(!m.health().usable(RegionId(3)));
+        // A reload that reorders regions and changes a's probe: b/c's target keeps its
+        // state, a's new targets start fresh, d stays drained.
+        let next_text = REGIONS.replace("{address}:80", "{address}:81").replace(
+            "[regions.d]",
+            "[regions.e]\naddresses = [\"192.0.2.12\"]\n[regions.d]",
+        );
+        let mut next = Monitor::new(model(&next_text));
+        next.carry_over(&m);
+        let shared = next
+            .targets()
+            .iter()
+            .find(|t| t.spec.to_string() == "GET http://127.0.0.1:9000/health")
+            .unwrap();
+        assert!(!shared.state.up && shared.state.known);
+        assert!(
+            next.targets()
+                .iter()
+                .filter(|t| t.spec.to_string().contains(":81"))
+                .all(|t| !t.state.known)
+        );
+        let d = next.model().region_id("d").unwrap();
+        assert!(!next.health().usable(d), "drain survives the reload");
+        assert!(next.health().usable(next.model().region_id("e").unwrap()));
+    }
+}
