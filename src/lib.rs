@@ -29,13 +29,16 @@
 
 #![warn(missing_docs, unreachable_pub, clippy::dbg_macro, clippy::print_stdout)]
 
+pub mod admin;
 pub mod answer;
 pub mod config;
+pub mod control;
 pub mod diag;
 pub mod explain;
 pub mod geo;
 pub mod geoip_build;
 pub mod health;
+pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod server;

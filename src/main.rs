@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use ipnet::IpNet;
 use tracing::{info, warn};
 
+use gslbd::control::{Control, Overrides};
 use gslbd::model::Model;
 use gslbd::snapshot::Snapshot;
 
@@ -254,13 +255,9 @@ fn serve(
             return Ok(ExitCode::from(2));
         }
     };
+    let overrides = Overrides { listen, admin };
     let mut model: Model = (*snap.model).clone();
-    if !listen.is_empty() {
-        model.server.listen = listen;
-    }
-    if admin.is_some() {
-        model.server.admin = admin;
-    }
+    overrides.apply(&mut model);
     let snap = Snapshot {
         model: model.into(),
         ..snap
@@ -268,6 +265,8 @@ fn serve(
     info!("{}", summary(&config, &snap));
     warn_unimplemented(&snap.model);
     let addrs = snap.model.server.listen.clone();
+    let admin_addr = snap.model.server.admin;
+    let token = snap.model.server.admin_token.clone();
     let tcp = snap.model.server.tcp;
     let state = snap.into_shared();
 
@@ -277,11 +276,35 @@ fn serve(
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let sockets = gslbd::bind(&addrs).await?;
+        let admin_listener = match admin_addr {
+            Some(a) => Some(gslbd::admin::bind(a).await?),
+            None => None,
+        };
         // Cold start: one round of probes before the first answer, so that a region
         // which is down now is never served (bounded by the probes' timeouts).
-        let _health = gslbd::health::HealthService::start(state.clone()).await;
+        let health = gslbd::health::HealthService::start(state.clone()).await;
+        let control = Control::new(config, overrides, state.clone(), health);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        if let Some(listener) = admin_listener {
+            let mut stop = stop_rx.clone();
+            let shutdown = async move {
+                let _ = stop.changed().await;
+            };
+            tokio::spawn(gslbd::admin::serve(
+                listener,
+                control.clone(),
+                token,
+                shutdown,
+            ));
+        }
+        tokio::spawn(reload_on_sighup(control.clone()));
         info!("ready");
-        gslbd::run(sockets, state, tcp, shutdown_signal()).await?;
+        drop(stop_rx);
+        let dns_shutdown = async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true); // stops the admin API too
+        };
+        gslbd::run(sockets, state, tcp, dns_shutdown).await?;
         info!("stopped");
         Ok(ExitCode::SUCCESS)
     })
@@ -289,13 +312,25 @@ fn serve(
 
 /// Says which accepted settings do not act yet, rather than ignoring them silently.
 fn warn_unimplemented(model: &Model) {
-    if let Some(admin) = model.server.admin {
-        warn!(
-            "server.admin = {admin}: the admin API is not implemented in this version; not listening"
-        );
-    }
     if model.server.rate_limit.is_some() {
         warn!("server.rate_limit is not enforced in this version");
+    }
+}
+
+/// SIGHUP: reload config, zones and GeoIP DB; on error keep serving the last good ones.
+async fn reload_on_sighup(control: std::sync::Arc<Control>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!("cannot listen for SIGHUP, reload only through the admin API: {e}");
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        info!("SIGHUP received: reloading");
+        // Errors are logged by reload itself.
+        let _ = control.reload().await;
     }
 }
 

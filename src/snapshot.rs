@@ -12,11 +12,13 @@ use crate::config;
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::geo::GeoDb;
 use crate::health::Health;
+use crate::metrics::{AnswerCounters, QueryCounters};
 use crate::model::Model;
 use crate::zone::{Zones, file};
 
-/// Config, zones and health, consistent with each other.
-#[derive(Debug)]
+/// Config, zones and health, consistent with each other. Every field is shared, so a
+/// clone is a handful of reference-count increments.
+#[derive(Debug, Clone)]
 pub struct Snapshot {
     /// The validated config.
     pub model: Arc<Model>,
@@ -26,6 +28,10 @@ pub struct Snapshot {
     pub health: Arc<Health>,
     /// The GeoIP database, when `server.geoip` is set.
     pub geo: Option<Arc<GeoDb>>,
+    /// Query counters: one set per process, handed from snapshot to snapshot.
+    pub queries: Arc<QueryCounters>,
+    /// Answers by dynamic record and region, laid out for this model.
+    pub answers: Arc<AnswerCounters>,
 }
 
 /// The handle the query path reads and the owner task replaces.
@@ -55,11 +61,14 @@ impl Snapshot {
     pub fn build(model: Model, files: Vec<file::ZoneFile>) -> Result<Snapshot, Diagnostics> {
         let zones = Zones::build(files, &model)?;
         let health = Health::all_up(&model);
+        let answers = AnswerCounters::new(&model);
         Ok(Snapshot {
             model: Arc::new(model),
             zones: Arc::new(zones),
             health: Arc::new(health),
             geo: None,
+            queries: Arc::new(QueryCounters::default()),
+            answers: Arc::new(answers),
         })
     }
 

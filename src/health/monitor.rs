@@ -32,6 +32,38 @@ pub struct Target {
     pub state: TargetState,
     /// The regions that use it (for logs and the admin API).
     pub regions: Vec<RegionId>,
+    /// Results and probe durations so far, for metrics.
+    pub stats: TargetStats,
+}
+
+/// Probe results of one target by kind, and their durations.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TargetStats {
+    /// Count per [`TargetStats::KINDS`] entry.
+    pub results: [u64; 6],
+    /// Sum of probe durations, seconds.
+    pub duration_sum: f64,
+    /// Number of probes.
+    pub count: u64,
+}
+
+impl TargetStats {
+    /// Result kinds, as metric labels.
+    pub const KINDS: [&'static str; 6] = ["ok", "status", "body", "timeout", "refused", "error"];
+
+    fn record(&mut self, outcome: &Outcome, rtt: Duration) {
+        let kind = match outcome {
+            Outcome::Ok => 0,
+            Outcome::Status(_) => 1,
+            Outcome::BodyMismatch => 2,
+            Outcome::Timeout => 3,
+            Outcome::Refused => 4,
+            Outcome::Error(_) => 5,
+        };
+        self.results[kind] += 1;
+        self.duration_sum += rtt.as_secs_f64();
+        self.count += 1;
+    }
 }
 
 impl Monitor {
@@ -49,6 +81,7 @@ impl Monitor {
                         spec,
                         state: TargetState::default(),
                         regions: Vec::new(),
+                        stats: TargetStats::default(),
                     });
                     targets.len() - 1
                 });
@@ -78,15 +111,30 @@ impl Monitor {
         &self.targets
     }
 
+    /// The targets of one region (one, or one per address in address order).
+    pub fn region_targets(&self, id: RegionId) -> impl Iterator<Item = &Target> {
+        self.region_targets
+            .get(id.index())
+            .into_iter()
+            .flatten()
+            .map(|t| &self.targets[*t])
+    }
+
+    /// True when an operator drained the region.
+    pub fn is_drained(&self, id: RegionId) -> bool {
+        self.drained.get(id.index()).copied().unwrap_or(false)
+    }
+
     /// Takes over the state of every target that `old` also probes, and the drains of
     /// regions of the same name: a reload must not forget what probes have learnt, nor
     /// undo an operator's drain.
     pub fn carry_over(&mut self, old: &Monitor) {
-        let by_spec: HashMap<&TargetSpec, &TargetState> =
-            old.targets.iter().map(|t| (&t.spec, &t.state)).collect();
+        let by_spec: HashMap<&TargetSpec, &Target> =
+            old.targets.iter().map(|t| (&t.spec, t)).collect();
         for t in &mut self.targets {
-            if let Some(s) = by_spec.get(&t.spec) {
-                t.state = (*s).clone();
+            if let Some(o) = by_spec.get(&t.spec) {
+                t.state = o.state.clone();
+                t.stats = o.stats.clone();
             }
         }
         for (i, region) in self.model.regions.iter().enumerate() {
@@ -106,6 +154,7 @@ impl Monitor {
     ) -> Option<Transition> {
         let before: Vec<bool> = self.region_up_all();
         let t = self.targets.get_mut(target)?;
+        t.stats.record(&outcome, rtt);
         let timing = t.spec.timing;
         let transition = t.state.apply(outcome, rtt, timing.rise, timing.fall, now)?;
         let names: Vec<&str> = t

@@ -273,10 +273,8 @@ fn publish(state: &Shared, monitor: &Monitor, replacement: Option<Snapshot>) {
                 return;
             }
             Snapshot {
-                model: cur.model.clone(),
-                zones: cur.zones.clone(),
-                geo: cur.geo.clone(),
                 health: Arc::new(health),
+                ..(**cur).clone()
             }
         }
     };

@@ -61,6 +61,8 @@ pub struct Gslbd {
     child: Child,
     pub udp: SocketAddr,
     pub tcp: SocketAddr,
+    /// The admin API address, when started with one (`--admin 127.0.0.1:0`).
+    pub admin: Option<SocketAddr>,
     log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -90,7 +92,7 @@ impl Gslbd {
                 let _ = tx.send(line);
             }
         });
-        let (mut udp, mut tcp) = (None, None);
+        let (mut udp, mut tcp, mut admin) = (None, None, None);
         loop {
             match rx.recv_timeout(Duration::from_secs(20)) {
                 Ok(line) => {
@@ -98,6 +100,8 @@ impl Gslbd {
                         udp = Some(a);
                     } else if let Some(a) = addr_after(&line, "listening for TCP on ") {
                         tcp = Some(a);
+                    } else if let Some(a) = addr_after(&line, "listening for admin HTTP on ") {
+                        admin = Some(a);
                     } else if line.trim_end().ends_with("ready") {
                         break;
                     }
@@ -116,6 +120,7 @@ impl Gslbd {
             child,
             udp: udp.expect("no UDP address logged"),
             tcp: tcp.expect("no TCP address logged"),
+            admin,
             log,
         }
     }
