@@ -41,6 +41,8 @@ pub struct Reply<'s> {
     pub additionals: Vec<Cow<'s, Record>>,
     /// The ECS scope the answer depended on, when the request carried ECS.
     pub ecs_scope: Option<u8>,
+    /// The region that answered a dynamic name, if any (for the query log).
+    pub picked: Option<RegionId>,
     /// How a dynamic name was decided; only filled by [`explain`].
     pub trace: Option<Trace<'s>>,
 }
@@ -69,6 +71,7 @@ impl<'s> Reply<'s> {
             authority: Vec::new(),
             additionals: Vec::new(),
             ecs_scope: None,
+            picked: None,
             trace: None,
         }
     }
@@ -177,9 +180,10 @@ fn fill<'s>(
     reply.additionals = res.additionals;
     if let Some(step) = res.dynamic {
         let before = reply.answers.len();
-        let (scope, t) = dynamic_answer(&step, snap, client, rnd, trace, &mut reply.answers);
-        reply.ecs_scope = Some(scope);
-        reply.trace = t;
+        let d = dynamic_answer(&step, snap, client, rnd, trace, &mut reply.answers);
+        reply.ecs_scope = Some(d.scope);
+        reply.picked = d.picked;
+        reply.trace = d.trace;
         if reply.answers.len() == before {
             // RFC 2308 §2.2: NODATA is NOERROR, empty answer, SOA in authority.
             reply.authority.push(Cow::Borrowed(res.zone.negative_soa()));
@@ -197,7 +201,7 @@ fn dynamic_answer<'s>(
     rnd: u64,
     trace: bool,
     out: &mut Vec<Cow<'s, Record>>,
-) -> (u8, Option<Trace<'s>>) {
+) -> Dynamic<'s> {
     let model = &snap.model;
     let rec = &model.records[step.record.index()];
     // One GeoIP lookup per query, and only for policies that use it.
@@ -213,10 +217,18 @@ fn dynamic_answer<'s>(
     };
     let mut scope = 0;
     let mut last = None;
+    let mut picked = None;
     for &family in families {
         let decision = policy::select(model, &snap.health, rec, client, &location, family, rnd);
         scope = scope.max(decision.ranking.scope);
         let n = push_addresses(&decision, snap, step, rec.ttl, family, rnd, out);
+        if n > 0 {
+            picked = match decision.pick {
+                Pick::Region(id) => Some(id),
+                Pick::All => decision.ranking.order.first().copied(),
+                Pick::Nothing => None,
+            };
+        }
         last = trace.then_some(Trace {
             record: step.record,
             client: *client,
@@ -228,7 +240,22 @@ fn dynamic_answer<'s>(
             break;
         }
     }
-    (scope, last)
+    if !trace {
+        // `explain` asks hypothetical questions: only real answers are counted.
+        snap.answers.count(step.record, picked.map(RegionId::index));
+    }
+    Dynamic {
+        scope,
+        picked,
+        trace: last,
+    }
+}
+
+/// What the policy decided for one dynamic answer.
+struct Dynamic<'s> {
+    scope: u8,
+    picked: Option<RegionId>,
+    trace: Option<Trace<'s>>,
 }
 
 /// Appends the picked addresses as records, rotated by `rnd`; returns how many.

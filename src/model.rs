@@ -93,6 +93,8 @@ pub struct Server {
     pub rate_limit: Option<RateLimit>,
     /// TCP limits.
     pub tcp: TcpLimits,
+    /// Share of queries written to the query log (`server.query_log.sample`); `None`: off.
+    pub query_log: Option<f64>,
 }
 
 /// `server.rate_limit`.

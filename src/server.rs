@@ -11,8 +11,10 @@ use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 
 use hickory_proto::op::{Header, HeaderCounts, MessageType, Metadata, ResponseCode};
+use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
 use hickory_server::Server;
 use hickory_server::net::runtime::Time;
@@ -24,7 +26,7 @@ use tracing::{debug, info, warn};
 
 use crate::answer;
 use crate::model::TcpLimits;
-use crate::snapshot::Shared;
+use crate::snapshot::{Shared, Snapshot};
 
 /// How long a stop waits for TCP connections to finish their answers.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
@@ -159,7 +161,9 @@ async fn serve_udp(
             _ = stop.changed() => return,
         };
         if src.port() == 0 {
-            continue; // cannot be answered, and a classic reflection trick
+            // Cannot be answered, and a classic reflection trick.
+            state.load().queries.dropped.fetch_add(1, Relaxed);
+            continue;
         }
         udp_datagram(&buf[..len], src, &state, &mut out);
         if !out.is_empty() {
@@ -173,17 +177,66 @@ async fn serve_udp(
 /// Answers one datagram into `out` (left empty when nothing is to be sent).
 fn udp_datagram(datagram: &[u8], src: SocketAddr, state: &Shared, out: &mut Vec<u8>) {
     out.clear();
+    let snap = state.load();
     match Request::from_bytes(datagram.to_vec(), src, Protocol::Udp) {
         Ok(request) => {
             if request.metadata.message_type == MessageType::Response {
+                snap.queries.dropped.fetch_add(1, Relaxed);
                 return; // never answer answers (reflection loops)
             }
-            let snap = state.load();
             let reply = answer::answer(&request, &snap, rnd());
             answer::encode_udp(&request, &reply, answer::udp_limit(&request), out);
+            answered(&request, &reply, &snap, false);
         }
-        Err(_) => formerr(datagram, out),
+        Err(_) => {
+            formerr(datagram, out);
+            if out.is_empty() {
+                snap.queries.dropped.fetch_add(1, Relaxed);
+            } else {
+                snap.queries
+                    .count(false, u16::from(ResponseCode::FormErr), 0);
+            }
+        }
     }
+}
+
+/// Counts an answered query and, when sampled, writes it to the query log.
+fn answered(request: &Request, reply: &answer::Reply<'_>, snap: &Snapshot, tcp: bool) {
+    let query = request.queries.queries().first().map(|q| q.original());
+    let qtype = query.map_or(0, |q| u16::from(q.query_type()));
+    snap.queries
+        .count(tcp, u16::from(reply.metadata.response_code), qtype);
+    let Some(sample) = snap.model.server.query_log else {
+        return;
+    };
+    // `sample` of all queries: compare a random u64 with that share of u64::MAX.
+    if (rnd() as f64) >= sample * u64::MAX as f64 {
+        return;
+    }
+    let ecs = match request
+        .edns
+        .as_ref()
+        .and_then(|e| e.option(EdnsCode::Subnet))
+    {
+        Some(EdnsOption::Subnet(cs)) => format!("{}/{}", cs.addr(), cs.source_prefix()),
+        _ => "-".into(),
+    };
+    let region = reply
+        .picked
+        .map_or("-", |id| snap.model.region(id).name.as_str());
+    let answer: Vec<String> = reply.answers.iter().map(|r| r.data.to_string()).collect();
+    info!(
+        target: "gslbd::query",
+        client = %request.src(),
+        ecs = %ecs,
+        transport = if tcp { "tcp" } else { "udp" },
+        name = %query.map(|q| q.name().to_string()).unwrap_or_default(),
+        qtype = %query.map(|q| q.query_type().to_string()).unwrap_or_default(),
+        rcode = %reply.metadata.response_code,
+        region = %region,
+        answer = %answer.join(" "),
+        "query"
+    );
 }
 
 /// FORMERR for a query whose header parsed but whose body did not; silence for anything
@@ -240,6 +293,7 @@ impl RequestHandler for Handler {
         // An owned Arc (not a guard): the future must be Send across the await.
         let snap = self.state.load_full();
         let reply = answer::answer(request, &snap, rnd());
+        answered(request, &reply, &snap, true);
         let mut builder = MessageResponseBuilder::from_message_request(request);
         if let Some(e) = &reply.edns {
             builder.edns(e);

@@ -88,6 +88,15 @@ pub(crate) struct RawServer {
     pub(crate) rate_limit: Option<RawRateLimit>,
     #[serde(default)]
     pub(crate) tcp: RawTcp,
+    pub(crate) query_log: Option<RawQueryLog>,
+}
+
+/// `server.query_log`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawQueryLog {
+    /// Share of queries logged, 0 < sample <= 1 (an integer 1 reads as 1.0).
+    pub(crate) sample: Spanned<f64>,
 }
 
 /// `server.rate_limit`.

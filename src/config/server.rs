@@ -84,6 +84,18 @@ pub(crate) fn server(cx: &mut Ctx<'_>, raw: &RawServer, base: &Path) -> Server {
         let idle = cx.duration(d, "server.tcp.idle_timeout");
         tcp.idle_timeout = idle.unwrap_or(tcp.idle_timeout);
     }
+    let query_log = raw.query_log.as_ref().and_then(|q| {
+        let v = *q.sample.get_ref();
+        if v.is_finite() && v > 0.0 && v <= 1.0 {
+            Some(v)
+        } else {
+            let msg = format!(
+                "{v} is not a share of queries: expected a number in (0, 1], e.g. 0.01 for 1 %"
+            );
+            cx.error(&q.sample.span(), "server.query_log.sample", msg);
+            None
+        }
+    });
     Server {
         listen,
         admin,
@@ -92,6 +104,7 @@ pub(crate) fn server(cx: &mut Ctx<'_>, raw: &RawServer, base: &Path) -> Server {
         geoip,
         rate_limit,
         tcp,
+        query_log,
     }
 }
 

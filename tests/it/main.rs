@@ -12,6 +12,7 @@ mod health;
 mod hostile;
 mod policies;
 mod protocol;
+mod reload;
 mod static_data;
 
 use harness::{Deployment, Gslbd};

@@ -53,6 +53,7 @@ pub(super) fn model(when: WhenAllDown) -> Model {
             geoip: None,
             rate_limit: None,
             tcp: TcpLimits::default(),
+            query_log: None,
         },
         defaults: Defaults::default(),
         regions: vec![
