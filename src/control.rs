@@ -252,6 +252,17 @@ impl Control {
         );
         snap.queries.render(&mut out);
         snap.answers.render(&mut out);
+        if let Some(rrl) = &snap.rrl {
+            let help = "UDP responses over server.rate_limit, by action (since the last reload).";
+            metrics::family(&mut out, "gslbd_rate_limited_total", "counter", help);
+            let drops = rrl.limited() - rrl.slipped();
+            let _ = writeln!(out, "gslbd_rate_limited_total{{action=\"drop\"}} {drops}");
+            let _ = writeln!(
+                out,
+                "gslbd_rate_limited_total{{action=\"slip\"}} {}",
+                rrl.slipped()
+            );
+        }
         metrics::family(
             &mut out,
             "gslbd_region_up",

@@ -169,6 +169,9 @@ async fn owner(
     let mut tasks = spawn_probers(&probers, generation, &tx, &sem);
     while let Some(first) = rx.recv().await {
         let mut pending = Some(first);
+        // Drain replies wait until the change is published, so that a caller that got
+        // its answer already sees the new state in DNS.
+        let mut drain_replies = Vec::new();
         // Apply everything already queued before publishing: one swap per burst.
         while let Some(ev) = pending.take().or_else(|| rx.try_recv().ok()) {
             match ev {
@@ -186,7 +189,7 @@ async fn owner(
                     drained,
                     reply,
                 } => {
-                    let _ = reply.send(monitor.set_drained(&region, drained));
+                    drain_replies.push((reply, monitor.set_drained(&region, drained)));
                 }
                 Event::Reload { snapshot, reply } => {
                     let mut next = Monitor::new(snapshot.model.clone());
@@ -205,6 +208,9 @@ async fn owner(
             }
         }
         publish(&state, &monitor, None);
+        for (reply, result) in drain_replies {
+            let _ = reply.send(result);
+        }
     }
 }
 
