@@ -51,7 +51,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let snapshot = gslbd::Snapshot::load(&dir.join("gslb.toml")).map_err(|e| e.to_string())?;
     let tcp = snapshot.model.server.tcp;
     let state = snapshot.into_shared();
-    let sockets = gslbd::bind(&["127.0.0.1:0".parse()?]).await?;
+    let sockets = gslbd::bind(&["127.0.0.1:0".parse()?], 1).await?;
     let server: SocketAddr = sockets.udp_addrs()[0];
     let _health = gslbd::health::HealthService::start(state.clone()).await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

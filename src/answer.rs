@@ -3,7 +3,7 @@
 //! encoding with truncation for UDP.
 //!
 //! [`answer`] produces a [`Reply`] (plain data borrowing the snapshot); the transports
-//! encode it: [`encode_udp`] here, hickory's TCP path through a `MessageResponse`.
+//! encode it with [`encode`], within the UDP payload size or 65535 bytes over TCP.
 
 use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -351,7 +351,7 @@ pub fn udp_limit(request: &Request) -> u16 {
 /// fit, the additional section is dropped first (it is optional unless it is glue of a
 /// referral); if it still does not fit, the reply is sent with TC=1 and no records, so the
 /// client retries over TCP (RFC 2181 §9, RFC 7766 §5).
-pub fn encode_udp(request: &Request, reply: &Reply<'_>, max_size: u16, out: &mut Vec<u8>) {
+pub fn encode(request: &Request, reply: &Reply<'_>, max_size: u16, out: &mut Vec<u8>) {
     if emit(request, reply, true, true, max_size, out) == Some(false) {
         return;
     }
@@ -364,6 +364,29 @@ pub fn encode_udp(request: &Request, reply: &Reply<'_>, max_size: u16, out: &mut
     }
     if emit(request, reply, false, false, max_size, out).is_none() {
         out.clear();
+    }
+}
+
+/// Encodes the reply's header, question and OPT only, with TC=1: what a rate-limited
+/// client gets on a "slip", so that a real client retries over TCP.
+pub fn encode_truncated(request: &Request, reply: &Reply<'_>, out: &mut Vec<u8>) {
+    if emit(request, reply, false, false, u16::MAX, out).is_none() {
+        out.clear();
+    }
+}
+
+/// The response class used by rate limiting (as Knot and BIND classify them), so that a
+/// flood of one kind does not use up another kind's budget.
+pub fn rrl_kind(reply: &Reply<'_>) -> crate::rrl::Kind {
+    use crate::rrl::Kind;
+    match reply.metadata.response_code {
+        ResponseCode::NoError if !reply.answers.is_empty() => Kind::Answer,
+        ResponseCode::NoError if !reply.metadata.authoritative && !reply.authority.is_empty() => {
+            Kind::Referral
+        }
+        ResponseCode::NoError => Kind::NoData,
+        ResponseCode::NXDomain => Kind::NxDomain,
+        _ => Kind::Error,
     }
 }
 

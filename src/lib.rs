@@ -7,14 +7,14 @@
 //! # One query, few hops
 //!
 //! ```text
-//! UDP loop / hickory TCP ─► server.rs
+//! UDP worker threads / TCP tasks ─► server/
 //!   1 let snap = state.load();                      // ArcSwap guard: no lock
 //!   2 snap.zones.resolve(qname, qtype)              // zone/: data | CNAME chain | referral
 //!                                                   //        | NXDOMAIN | NODATA | dynamic name
 //!   3 policy::select(model, health, record, client) // policy/: rank -> filter by health
 //!                                                   //         -> when_all_down
 //!   4 answer::answer(..) -> Reply                   // flags, SOA, EDNS, ECS echo with scope
-//!   5 answer::encode_udp / hickory TCP encode       // TC=1 when it does not fit
+//!   5 answer::encode(request, reply, limit)         // TC=1 when it does not fit
 //! ```
 //!
 //! Config, zones and health live together in one immutable [`snapshot::Snapshot`]
@@ -41,6 +41,7 @@ pub mod health;
 pub mod metrics;
 pub mod model;
 pub mod policy;
+pub mod rrl;
 pub mod server;
 pub mod sim;
 pub mod snapshot;

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ipnet::IpNet;
-use tracing::{info, warn};
+use tracing::info;
 
 use gslbd::control::{Control, Overrides};
 use gslbd::model::Model;
@@ -263,11 +263,15 @@ fn serve(
         ..snap
     };
     info!("{}", summary(&config, &snap));
-    warn_unimplemented(&snap.model);
     let addrs = snap.model.server.listen.clone();
     let admin_addr = snap.model.server.admin;
     let token = snap.model.server.admin_token.clone();
     let tcp = snap.model.server.tcp;
+    let workers = snap
+        .model
+        .server
+        .workers
+        .unwrap_or_else(gslbd::server::default_workers);
     let state = snap.into_shared();
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -275,7 +279,7 @@ fn serve(
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let sockets = gslbd::bind(&addrs).await?;
+        let sockets = gslbd::bind(&addrs, workers).await?;
         let admin_listener = match admin_addr {
             Some(a) => Some(gslbd::admin::bind(a).await?),
             None => None,
@@ -285,7 +289,7 @@ fn serve(
         let health = gslbd::health::HealthService::start(state.clone()).await;
         let control = Control::new(config, overrides, state.clone(), health);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        if let Some(listener) = admin_listener {
+        let admin_task = admin_listener.map(|listener| {
             let mut stop = stop_rx.clone();
             let shutdown = async move {
                 let _ = stop.changed().await;
@@ -295,38 +299,49 @@ fn serve(
                 control.clone(),
                 token,
                 shutdown,
-            ));
-        }
-        tokio::spawn(reload_on_sighup(control.clone()));
+            ))
+        });
+        // Signal handlers are installed before `ready`: a signal that arrives right
+        // after it must find them, not the default action (which would kill us).
+        let signals = Signals::install()?;
+        tokio::spawn(reload_on_sighup(signals.hup, control.clone()));
         info!("ready");
         drop(stop_rx);
+        let (term, int) = (signals.term, signals.int);
         let dns_shutdown = async move {
-            shutdown_signal().await;
+            shutdown_signal(term, int).await;
             let _ = stop_tx.send(true); // stops the admin API too
         };
         gslbd::run(sockets, state, tcp, dns_shutdown).await?;
+        if let Some(t) = admin_task {
+            // Let the admin API finish its requests in flight (it got the stop too).
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), t).await;
+        }
         info!("stopped");
         Ok(ExitCode::SUCCESS)
     })
 }
 
-/// Says which accepted settings do not act yet, rather than ignoring them silently.
-fn warn_unimplemented(model: &Model) {
-    if model.server.rate_limit.is_some() {
-        warn!("server.rate_limit is not enforced in this version");
+/// The signals `serve` acts on, registered with the kernel as soon as this is built.
+struct Signals {
+    hup: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            hup: signal(SignalKind::hangup()).context("cannot handle SIGHUP")?,
+            term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+        })
     }
 }
 
 /// SIGHUP: reload config, zones and GeoIP DB; on error keep serving the last good ones.
-async fn reload_on_sighup(control: std::sync::Arc<Control>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hup = match signal(SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(e) => {
-            warn!("cannot listen for SIGHUP, reload only through the admin API: {e}");
-            return;
-        }
-    };
+async fn reload_on_sighup(mut hup: tokio::signal::unix::Signal, control: std::sync::Arc<Control>) {
     while hup.recv().await.is_some() {
         info!("SIGHUP received: reloading");
         // Errors are logged by reload itself.
@@ -334,18 +349,12 @@ async fn reload_on_sighup(control: std::sync::Arc<Control>) {
     }
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            warn!("cannot listen for SIGTERM: {e}");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
+async fn shutdown_signal(
+    mut term: tokio::signal::unix::Signal,
+    mut int: tokio::signal::unix::Signal,
+) {
     tokio::select! {
         _ = term.recv() => info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
+        _ = int.recv() => info!("SIGINT received"),
     }
 }

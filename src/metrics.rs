@@ -54,6 +54,8 @@ pub struct QueryCounters {
     pub reloads_failed: AtomicU64,
     /// UDP datagrams dropped without an answer (too short, QR=1, port 0).
     pub dropped: AtomicU64,
+    /// TCP connections closed at once because `tcp.max_connections` were open.
+    pub tcp_refused: AtomicU64,
 }
 
 impl Default for QueryCounters {
@@ -65,6 +67,7 @@ impl Default for QueryCounters {
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            tcp_refused: AtomicU64::new(0),
         }
     }
 }

@@ -93,6 +93,9 @@ pub struct Server {
     pub rate_limit: Option<RateLimit>,
     /// TCP limits.
     pub tcp: TcpLimits,
+    /// UDP worker threads (and SO_REUSEPORT sockets) per listen address; `None`: one per
+    /// core.
+    pub workers: Option<usize>,
     /// Share of queries written to the query log (`server.query_log.sample`); `None`: off.
     pub query_log: Option<f64>,
 }

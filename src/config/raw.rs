@@ -89,6 +89,7 @@ pub(crate) struct RawServer {
     #[serde(default)]
     pub(crate) tcp: RawTcp,
     pub(crate) query_log: Option<RawQueryLog>,
+    pub(crate) workers: Option<Int>,
 }
 
 /// `server.query_log`.

@@ -96,7 +96,16 @@ pub(crate) fn server(cx: &mut Ctx<'_>, raw: &RawServer, base: &Path) -> Server {
             None
         }
     });
+    let workers = raw.workers.as_ref().and_then(|w| {
+        cx.int(
+            w,
+            "server.workers",
+            1..=1024,
+            "UDP worker threads per listen address",
+        )
+    });
     Server {
+        workers,
         listen,
         admin,
         admin_token,

@@ -130,6 +130,21 @@ impl Gslbd {
         self.log.lock().unwrap().join("\n")
     }
 
+    /// Waits up to `within` for a log line containing `needle` (the log is read by a
+    /// separate thread, so a line may trail the behaviour it describes).
+    pub fn wait_log(&self, needle: &str, within: Duration) -> bool {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if self.log().contains(needle) {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// True while the process runs.
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

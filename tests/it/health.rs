@@ -111,12 +111,17 @@ fn each_kind_of_failure_moves_traffic_and_recovery_brings_it_back() {
             Mode::Hang => "timeout",
             _ => "connection refused",
         };
+        let second = std::time::Duration::from_secs(2);
+        assert!(
+            s.wait_log("region eu-west is up", second),
+            "{failure:?}:\n{}",
+            s.log()
+        );
         let log = s.log();
         assert!(
             log.contains("region eu-west is down") && log.contains(reason),
             "{failure:?}:\n{log}"
         );
-        assert!(log.contains("region eu-west is up"), "{log}");
     }
 }
 
@@ -146,7 +151,10 @@ fn a_region_down_at_start_is_never_served() {
     // The very first answer after `ready` already avoids it.
     assert_eq!(www(&s), ["192.0.2.10"]);
     assert!(
-        s.log().contains("first probe round: 1 of 2 targets up"),
+        s.wait_log(
+            "first probe round: 1 of 2 targets up",
+            std::time::Duration::from_secs(2)
+        ),
         "{}",
         s.log()
     );

@@ -127,7 +127,10 @@ fn a_broken_reload_keeps_the_last_good_config() {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(
-        s.log().contains("region \"nowhere\" is not defined"),
+        s.wait_log(
+            "region \"nowhere\" is not defined",
+            std::time::Duration::from_secs(2)
+        ),
         "{}",
         s.log()
     );

@@ -54,6 +54,7 @@ pub(super) fn model(when: WhenAllDown) -> Model {
             rate_limit: None,
             tcp: TcpLimits::default(),
             query_log: None,
+            workers: None,
         },
         defaults: Defaults::default(),
         regions: vec![

@@ -1,0 +1,277 @@
+//! DNS transports: binding the listen addresses, UDP worker threads ([`udp`]) and TCP
+//! connection tasks ([`tcp`]), both answering through [`answer_message`].
+//!
+//! Both transports are our own rather than hickory-server's `Server`: we decide what a
+//! bad message gets (FORMERR or silence), how an oversized answer is truncated, how many
+//! TCP connections may be open and for how long, and the UDP steady state needs no task
+//! per query and no bounded channel that silently drops answers. hickory-proto still
+//! parses and encodes every message.
+
+mod tcp;
+mod udp;
+
+use std::cell::Cell;
+use std::future::Future;
+use std::hash::{BuildHasher, Hasher};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::Duration;
+
+use hickory_proto::op::{Header, HeaderCounts, MessageType, Metadata, ResponseCode};
+use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
+use hickory_server::net::xfer::Protocol;
+use hickory_server::server::Request;
+use tokio::net::TcpListener;
+use tracing::info;
+
+use crate::answer;
+use crate::model::TcpLimits;
+use crate::rrl::Verdict;
+use crate::snapshot::{Shared, Snapshot};
+
+/// How long a stop waits for TCP connections to finish their answers.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// Sockets bound for every listen address, ready for [`run`].
+#[derive(Debug, Default)]
+pub struct Sockets {
+    /// UDP sockets: `workers` per listen address, sharing the port with SO_REUSEPORT.
+    pub udp: Vec<std::net::UdpSocket>,
+    /// One TCP listener per listen address.
+    pub tcp: Vec<TcpListener>,
+}
+
+impl Sockets {
+    /// The UDP addresses actually bound (port 0 resolved), one per listen address.
+    pub fn udp_addrs(&self) -> Vec<SocketAddr> {
+        let mut v: Vec<SocketAddr> = self
+            .udp
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect();
+        v.dedup();
+        v
+    }
+
+    /// The TCP addresses actually bound.
+    pub fn tcp_addrs(&self) -> Vec<SocketAddr> {
+        self.tcp
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
+    }
+}
+
+/// The number of UDP workers when the config does not say: one per core.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Binds UDP (`workers` sockets each) and TCP on each address and logs each bound
+/// address. Port 0 picks one free port for both protocols.
+pub async fn bind(addrs: &[SocketAddr], workers: usize) -> io::Result<Sockets> {
+    let mut sockets = Sockets::default();
+    for &addr in addrs {
+        let (udp, tcp) = udp::bind_with_tcp(addr, workers.max(1))
+            .await
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+        info!(
+            "listening for UDP on {} ({} workers)",
+            udp[0].local_addr()?,
+            udp.len()
+        );
+        info!("listening for TCP on {}", tcp.local_addr()?);
+        sockets.udp.extend(udp);
+        sockets.tcp.push(tcp);
+    }
+    Ok(sockets)
+}
+
+/// Serves DNS on the bound sockets from the shared snapshot until `shutdown` completes;
+/// then stops accepting, lets TCP answers in flight finish (at most a few seconds) and
+/// returns.
+pub async fn run(
+    sockets: Sockets,
+    state: Shared,
+    limits: TcpLimits,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers = udp::spawn_workers(sockets.udp, &state, &stop)?;
+    let (tcp_stop, tcp_stopped) = tokio::sync::watch::channel(false);
+    let mut tcp_tasks = tokio::task::JoinSet::new();
+    for listener in sockets.tcp {
+        tcp_tasks.spawn(tcp::serve(
+            listener,
+            state.clone(),
+            limits,
+            tcp_stopped.clone(),
+        ));
+    }
+    shutdown.await;
+    info!("shutting down");
+    stop.store(true, Relaxed);
+    let _ = tcp_stop.send(true);
+    let joined = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while tcp_tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if joined.is_err() {
+        info!("closing TCP connections still open after {SHUTDOWN_GRACE:?}");
+        tcp_tasks.abort_all();
+    }
+    // UDP workers notice the flag within their receive timeout.
+    tokio::task::spawn_blocking(move || {
+        for w in workers {
+            let _ = w.join();
+        }
+    })
+    .await
+    .map_err(io::Error::other)
+}
+
+/// Answers one UDP datagram from `src` into `out` (left empty when nothing is to be
+/// sent): the whole per-query path, bytes in and bytes out, also used by the fuzzers.
+pub fn answer_datagram(datagram: &[u8], src: SocketAddr, state: &Shared, out: &mut Vec<u8>) {
+    answer_message(datagram, src, state, false, out);
+}
+
+/// Answers one DNS message (a UDP datagram, or a TCP frame without its length) into
+/// `out`. UDP replies are limited to the client's payload size; TCP ones are not.
+pub(crate) fn answer_message(
+    msg: &[u8],
+    src: SocketAddr,
+    state: &Shared,
+    tcp: bool,
+    out: &mut Vec<u8>,
+) {
+    out.clear();
+    let snap = state.load();
+    let protocol = if tcp { Protocol::Tcp } else { Protocol::Udp };
+    match Request::from_bytes(msg.to_vec(), src, protocol) {
+        Ok(request) => {
+            if request.metadata.message_type == MessageType::Response {
+                snap.queries.dropped.fetch_add(1, Relaxed);
+                return; // never answer answers (reflection loops)
+            }
+            let reply = answer::answer(&request, &snap, rnd());
+            // Response rate limiting applies to UDP only: over TCP the source address is
+            // verified by the handshake, so it cannot be a spoofed amplification victim.
+            let verdict = match (&snap.rrl, tcp) {
+                (Some(rrl), false) => rrl.check(src.ip(), answer::rrl_kind(&reply), now_ms()),
+                _ => Verdict::Send,
+            };
+            match verdict {
+                Verdict::Send => {
+                    let limit = if tcp {
+                        u16::MAX
+                    } else {
+                        answer::udp_limit(&request)
+                    };
+                    answer::encode(&request, &reply, limit, out);
+                    answered(&request, &reply, &snap, tcp);
+                }
+                Verdict::Slip => answer::encode_truncated(&request, &reply, out),
+                Verdict::Drop => {}
+            }
+        }
+        Err(_) => {
+            formerr(msg, out);
+            if out.is_empty() {
+                snap.queries.dropped.fetch_add(1, Relaxed);
+            } else {
+                snap.queries.count(tcp, u16::from(ResponseCode::FormErr), 0);
+            }
+        }
+    }
+}
+
+/// Counts an answered query and, when sampled, writes it to the query log.
+fn answered(request: &Request, reply: &answer::Reply<'_>, snap: &Snapshot, tcp: bool) {
+    let query = request.queries.queries().first().map(|q| q.original());
+    let qtype = query.map_or(0, |q| u16::from(q.query_type()));
+    snap.queries
+        .count(tcp, u16::from(reply.metadata.response_code), qtype);
+    let Some(sample) = snap.model.server.query_log else {
+        return;
+    };
+    // `sample` of all queries: compare a random u64 with that share of u64::MAX.
+    if (rnd() as f64) >= sample * u64::MAX as f64 {
+        return;
+    }
+    let ecs = match request
+        .edns
+        .as_ref()
+        .and_then(|e| e.option(EdnsCode::Subnet))
+    {
+        Some(EdnsOption::Subnet(cs)) => format!("{}/{}", cs.addr(), cs.source_prefix()),
+        _ => "-".into(),
+    };
+    let region = reply
+        .picked
+        .map_or("-", |id| snap.model.region(id).name.as_str());
+    let answer: Vec<String> = reply.answers.iter().map(|r| r.data.to_string()).collect();
+    info!(
+        target: "gslbd::query",
+        client = %request.src(),
+        ecs = %ecs,
+        transport = if tcp { "tcp" } else { "udp" },
+        name = %query.map(|q| q.name().to_string()).unwrap_or_default(),
+        qtype = %query.map(|q| q.query_type().to_string()).unwrap_or_default(),
+        rcode = %reply.metadata.response_code,
+        region = %region,
+        answer = %answer.join(" "),
+        "query"
+    );
+}
+
+/// FORMERR for a query whose header parsed but whose body did not; silence for anything
+/// shorter than a header or claiming to be a response (RFC 1035 §4.1.1).
+fn formerr(datagram: &[u8], out: &mut Vec<u8>) {
+    let mut decoder = BinDecoder::new(datagram);
+    let Ok(header) = Header::read(&mut decoder) else {
+        return;
+    };
+    if header.metadata.message_type == MessageType::Response {
+        return;
+    }
+    let mut metadata = Metadata::response_from_request(&header.metadata);
+    metadata.response_code = ResponseCode::FormErr;
+    let header = Header {
+        metadata,
+        counts: HeaderCounts::default(),
+    };
+    let mut encoder = BinEncoder::new(out);
+    if header.emit(&mut encoder).is_err() {
+        out.clear();
+    }
+}
+
+/// Milliseconds on a monotonic clock shared by every thread (the rate limiter's time).
+fn now_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
+}
+
+/// A cheap per-thread xorshift for rotating addresses and sampling; not for anything secret.
+fn rnd() -> u64 {
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(
+            std::collections::hash_map::RandomState::new().build_hasher().finish() | 1,
+        );
+    }
+    STATE.with(|s| {
+        let mut x = s.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        x
+    })
+}
