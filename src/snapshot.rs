@@ -14,6 +14,7 @@ use crate::geo::GeoDb;
 use crate::health::Health;
 use crate::metrics::{AnswerCounters, QueryCounters};
 use crate::model::Model;
+use crate::rrl::{DEFAULT_TABLE_SIZE, Limiter};
 use crate::zone::{Zones, file};
 
 /// Config, zones and health, consistent with each other. Every field is shared, so a
@@ -32,6 +33,9 @@ pub struct Snapshot {
     pub queries: Arc<QueryCounters>,
     /// Answers by dynamic record and region, laid out for this model.
     pub answers: Arc<AnswerCounters>,
+    /// Response rate limiting (UDP), when `server.rate_limit` is set. A reload starts
+    /// a fresh table.
+    pub rrl: Option<Arc<Limiter>>,
 }
 
 /// The handle the query path reads and the owner task replaces.
@@ -62,6 +66,10 @@ impl Snapshot {
         let zones = Zones::build(files, &model)?;
         let health = Health::all_up(&model);
         let answers = AnswerCounters::new(&model);
+        let rrl = model
+            .server
+            .rate_limit
+            .map(|r| Arc::new(Limiter::new(&r, DEFAULT_TABLE_SIZE)));
         Ok(Snapshot {
             model: Arc::new(model),
             zones: Arc::new(zones),
@@ -69,6 +77,7 @@ impl Snapshot {
             geo: None,
             queries: Arc::new(QueryCounters::default()),
             answers: Arc::new(answers),
+            rrl,
         })
     }
 

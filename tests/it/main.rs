@@ -3,7 +3,9 @@
 
 mod dns;
 mod harness;
+mod http;
 
+mod admin;
 mod config_errors;
 mod dynamic;
 mod example;
@@ -13,7 +15,9 @@ mod hostile;
 mod policies;
 mod protocol;
 mod reload;
+mod rrl;
 mod static_data;
+mod tcp;
 
 use harness::{Deployment, Gslbd};
 
