@@ -19,6 +19,9 @@ use crate::model::Coords;
 pub struct GeoDb {
     reader: maxminddb::Reader<Vec<u8>>,
     path: PathBuf,
+    /// Unique per opened file, so the decode cache never mixes two databases (an
+    /// address could be reused after a reload frees the old one).
+    id: usize,
 }
 
 impl fmt::Debug for GeoDb {
@@ -172,9 +175,12 @@ impl GeoDb {
                 path.display()
             ));
         }
+        static NEXT_ID: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(GeoDb {
             reader,
             path: path.to_path_buf(),
+            id,
         })
     }
 
@@ -203,13 +209,49 @@ impl GeoDb {
         let Ok(result) = self.reader.lookup(addr) else {
             return Location::default();
         };
-        let mut loc = Location {
-            network: result.network().ok().map(|n| (n.network(), n.prefix())),
-            ..Location::default()
+        let network = result.network().ok().map(|n| (n.network(), n.prefix()));
+        // Decoding a record costs several times the tree walk; many networks share a
+        // record, so decoded records are cached per thread by their data offset.
+        let Some(offset) = result.offset() else {
+            return Location {
+                network,
+                ..Location::default()
+            };
         };
-        let Ok(Some(rec)) = result.decode::<Record<'_>>() else {
-            return loc;
-        };
+        let mut loc = cached(self.id, offset, || {
+            let Ok(Some(rec)) = result.decode::<Record<'_>>() else {
+                return Location::default();
+            };
+            decoded(rec)
+        });
+        loc.network = network;
+        loc
+    }
+}
+
+/// Direct-mapped per-thread cache of decoded records: (database, data offset) → location.
+fn cached(db: usize, offset: usize, decode: impl FnOnce() -> Location) -> Location {
+    const SLOTS: usize = 1024;
+    thread_local! {
+        static CACHE: std::cell::RefCell<Vec<(usize, usize, Location)>> =
+            std::cell::RefCell::new(vec![(0, usize::MAX, Location::default()); SLOTS]);
+    }
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        let slot = &mut c[offset % SLOTS];
+        if slot.0 == db && slot.1 == offset {
+            return slot.2;
+        }
+        let loc = decode();
+        *slot = (db, offset, loc);
+        loc
+    })
+}
+
+/// The location fields of a decoded record.
+fn decoded(rec: Record<'_>) -> Location {
+    let mut loc = Location::default();
+    {
         loc.continent = rec.continent.and_then(|c| c.code).and_then(Code::new);
         loc.country = rec.country.and_then(|c| c.iso_code).and_then(Code::new);
         let sub = rec
@@ -230,6 +272,6 @@ impl GeoDb {
                 loc.coords = Some(Coords { lat, lon });
             }
         }
-        loc
     }
+    loc
 }
