@@ -205,7 +205,7 @@ pub struct Probe {
 }
 
 /// What a probe connects to.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ProbeTarget {
     /// An HTTP(S) GET.
     Http {

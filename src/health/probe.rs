@@ -12,35 +12,12 @@ use crate::model::{ProbeTarget, ProbeTiming, Region};
 /// The most of a response body read to look for `expect_body`.
 pub const MAX_BODY: usize = 64 * 1024;
 
-/// What one target is: a URL or a TCP address with the placeholders filled in.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Check {
-    /// An HTTP(S) GET.
-    Http {
-        /// The URL, `{address}` replaced.
-        url: String,
-        /// Statuses that count as up.
-        expect_status: Vec<u16>,
-        /// Substring the body must contain.
-        expect_body: Option<String>,
-        /// `Host` header to send.
-        host: Option<String>,
-        /// Accept any certificate.
-        insecure: bool,
-    },
-    /// A TCP connect to `host:port`.
-    Tcp {
-        /// `host:port`, `{address}` replaced.
-        addr: String,
-    },
-}
-
 /// One distinct thing to probe, with its timing. Regions with identical probes share one
 /// target, so probe load does not grow with the number of regions or records using it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TargetSpec {
-    /// What to check.
-    pub check: Check,
+    /// What to check, with `{address}` already replaced by one address.
+    pub check: ProbeTarget,
     /// Interval, timeout, rise, fall.
     pub timing: TimingKey,
 }
@@ -72,8 +49,8 @@ impl From<ProbeTiming> for TimingKey {
 impl fmt::Display for TargetSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.check {
-            Check::Http { url, .. } => write!(f, "GET {url}"),
-            Check::Tcp { addr } => write!(f, "tcp {addr}"),
+            ProbeTarget::Http { url, .. } => write!(f, "GET {url}"),
+            ProbeTarget::Tcp { addr } => write!(f, "tcp {addr}"),
         }
     }
 }
@@ -97,14 +74,14 @@ pub fn region_targets(region: &Region) -> Vec<TargetSpec> {
             expect_body,
             host,
             insecure,
-        } => Check::Http {
+        } => ProbeTarget::Http {
             url: fill(addr, url),
             expect_status: expect_status.clone(),
             expect_body: expect_body.clone(),
             host: host.clone(),
             insecure: *insecure,
         },
-        ProbeTarget::Tcp { addr: a } => Check::Tcp {
+        ProbeTarget::Tcp { addr: a } => ProbeTarget::Tcp {
             addr: fill(addr, a),
         },
     };
@@ -141,7 +118,7 @@ impl Prober {
     /// Builds the prober; fails only if the TLS backend cannot be set up.
     pub fn new(spec: TargetSpec) -> Result<Prober, String> {
         let http = match &spec.check {
-            Check::Http { insecure, .. } => Some(
+            ProbeTarget::Http { insecure, .. } => Some(
                 reqwest::Client::builder()
                     .user_agent(concat!(
                         "gslbd/",
@@ -162,7 +139,7 @@ impl Prober {
                     .build()
                     .map_err(|e| format!("cannot build the HTTP client for {spec}: {e}"))?,
             ),
-            Check::Tcp { .. } => None,
+            ProbeTarget::Tcp { .. } => None,
         };
         Ok(Prober { spec, http })
     }
@@ -185,13 +162,15 @@ impl Prober {
 
     async fn run(&self) -> Outcome {
         match (&self.spec.check, &self.http) {
-            (Check::Tcp { addr }, _) => match tokio::net::TcpStream::connect(addr.as_str()).await {
-                Ok(_) => Outcome::Ok,
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Outcome::Refused,
-                Err(e) => Outcome::Error(e.to_string()),
-            },
+            (ProbeTarget::Tcp { addr }, _) => {
+                match tokio::net::TcpStream::connect(addr.as_str()).await {
+                    Ok(_) => Outcome::Ok,
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Outcome::Refused,
+                    Err(e) => Outcome::Error(e.to_string()),
+                }
+            }
             (
-                Check::Http {
+                ProbeTarget::Http {
                     url,
                     expect_status,
                     expect_body,
@@ -236,7 +215,7 @@ impl Prober {
                     Outcome::BodyMismatch
                 }
             }
-            (Check::Http { .. }, None) => Outcome::Error("no HTTP client".into()),
+            (ProbeTarget::Http { .. }, None) => Outcome::Error("no HTTP client".into()),
         }
     }
 }
