@@ -152,6 +152,14 @@ pub(crate) fn answer_message(
     let snap = state.load();
     let protocol = if tcp { Protocol::Tcp } else { Protocol::Udp };
     match Request::from_bytes(msg.to_vec(), src, protocol) {
+        Ok(_) if question_points_into_header(msg) => {
+            // The reply echoes the question bytes as they came; a pointer into the
+            // header would then point into *our* header and name something else (or
+            // nothing parsable). The first name of a message has nothing before it to
+            // point to, so such a question is malformed: FORMERR, without echoing it.
+            formerr(msg, out);
+            snap.queries.count(tcp, u16::from(ResponseCode::FormErr), 0);
+        }
         Ok(request) => {
             if request.metadata.message_type == MessageType::Response {
                 snap.queries.dropped.fetch_add(1, Relaxed);
@@ -226,6 +234,45 @@ fn answered(request: &Request, reply: &answer::Reply<'_>, snap: &Snapshot, tcp: 
         answer = %answer.join(" "),
         "query"
     );
+}
+
+/// True when a name in the question section reaches the 12-byte header through a
+/// compression pointer (found by fuzzing: hickory accepts any backward pointer).
+pub fn question_points_into_header(msg: &[u8]) -> bool {
+    let qdcount = match msg.get(4..6) {
+        Some(b) => u16::from_be_bytes([b[0], b[1]]),
+        None => return false,
+    };
+    let mut pos = 12;
+    for _ in 0..qdcount {
+        // Walk this name; `pos` ends up after it (past a pointer, or the root label).
+        let mut at = pos;
+        let mut next = None;
+        for _ in 0..128 {
+            let Some(&len) = msg.get(at) else {
+                return false;
+            };
+            if len & 0xC0 == 0xC0 {
+                let Some(&low) = msg.get(at + 1) else {
+                    return false;
+                };
+                let target = usize::from(len & 0x3F) << 8 | usize::from(low);
+                if target < 12 {
+                    return true;
+                }
+                next.get_or_insert(at + 2);
+                at = target;
+            } else if len == 0 {
+                next.get_or_insert(at + 1);
+                break;
+            } else {
+                at += 1 + usize::from(len);
+            }
+        }
+        let Some(end) = next else { return false };
+        pos = end + 4; // type and class
+    }
+    false
 }
 
 /// FORMERR for a query whose header parsed but whose body did not; silence for anything

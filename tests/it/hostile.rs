@@ -108,6 +108,23 @@ fn malformed_questions_get_formerr() {
 }
 
 #[test]
+fn a_question_pointing_into_the_header_gets_formerr_without_echo() {
+    // Found by the fuzzer: the name is a compression pointer to offset 0. Echoing the
+    // question bytes would make it point into our reply's header instead.
+    let s = server();
+    let bytes: Vec<u8> = vec![
+        0x05, 0x40, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xC0, 0x00, 0, 0, 0, 1,
+    ];
+    for reply in [dns::udp_raw(s.udp, &bytes), dns::tcp_raw(s.tcp, &bytes)] {
+        let reply = reply.expect("a reply");
+        assert_eq!(&reply[..2], &[0x05, 0x40], "id echoed");
+        assert_eq!(reply[3] & 0x0F, ResponseCode::FormErr.low());
+        assert_eq!(&reply[4..6], &[0, 0], "no question echoed");
+    }
+    still_serving(&s);
+}
+
+#[test]
 fn responses_are_never_answered() {
     let s = server();
     let mut m = query("static.gslb.test.", RecordType::A);
