@@ -9,6 +9,7 @@ mod admin;
 mod config_errors;
 mod dynamic;
 mod example;
+mod fuzzish;
 mod geoip_build;
 mod health;
 mod hostile;

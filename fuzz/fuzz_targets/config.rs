@@ -1,0 +1,6 @@
+//! The `config` fuzz target: see `gslbd_fuzz::targets::config` (fuzz/src/targets.rs) for what
+//! it feeds and checks.
+
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| gslbd_fuzz::targets::config(data));
