@@ -8,13 +8,13 @@
 use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use hickory_proto::op::{Edns, Metadata, OpCode, ResponseCode};
+use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
-use hickory_proto::serialize::binary::BinEncoder;
+use hickory_proto::serialize::binary::{BinDecoder, BinEncodable, BinEncoder};
 use hickory_server::server::Request;
-use hickory_server::zone_handler::MessageResponseBuilder;
+use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
 
 use crate::geo::Location;
 use crate::model::{RecordId, RegionId};
@@ -43,6 +43,9 @@ pub struct Reply<'s> {
     pub ecs_scope: Option<u8>,
     /// The region that answered a dynamic name, if any (for the query log).
     pub picked: Option<RegionId>,
+    /// Echo the question section (false for FORMERR on a question count other than 1:
+    /// there is no one question to echo, and 64 of them may not even fit).
+    pub echo_question: bool,
     /// How a dynamic name was decided; only filled by [`explain`].
     pub trace: Option<Trace<'s>>,
 }
@@ -72,6 +75,7 @@ impl<'s> Reply<'s> {
             additionals: Vec::new(),
             ecs_scope: None,
             picked: None,
+            echo_question: true,
             trace: None,
         }
     }
@@ -120,7 +124,9 @@ fn respond<'s>(request: &Request, snap: &'s Snapshot, rnd: u64, trace: bool) -> 
     let queries = request.queries.queries();
     let [query] = queries else {
         // RFC 9619: QDCOUNT must be 1.
-        return reply.with_rcode(ResponseCode::FormErr);
+        let mut reply = reply.with_rcode(ResponseCode::FormErr);
+        reply.echo_question = false;
+        return reply;
     };
     let query = query.original();
     let qtype = query.query_type();
@@ -363,6 +369,22 @@ pub fn encode(request: &Request, reply: &Reply<'_>, max_size: u16, out: &mut Vec
         return;
     }
     if emit(request, reply, false, false, max_size, out).is_none() {
+        // Even the question does not fit (or cannot be written): a bare header with
+        // TC=1 still tells the client what happened.
+        bare_header(reply, out);
+    }
+}
+
+/// The reply's header alone, TC=1 and no sections.
+fn bare_header(reply: &Reply<'_>, out: &mut Vec<u8>) {
+    out.clear();
+    let mut metadata = reply.metadata;
+    metadata.truncation = true;
+    let header = Header {
+        metadata,
+        counts: HeaderCounts::default(),
+    };
+    if header.emit(&mut BinEncoder::new(out)).is_err() {
         out.clear();
     }
 }
@@ -371,7 +393,7 @@ pub fn encode(request: &Request, reply: &Reply<'_>, max_size: u16, out: &mut Vec
 /// client gets on a "slip", so that a real client retries over TCP.
 pub fn encode_truncated(request: &Request, reply: &Reply<'_>, out: &mut Vec<u8>) {
     if emit(request, reply, false, false, u16::MAX, out).is_none() {
-        out.clear();
+        bare_header(reply, out);
     }
 }
 
@@ -407,7 +429,15 @@ fn emit(
     let answers = &reply.answers[..section(&reply.answers, records)];
     let authority = &reply.authority[..section(&reply.authority, records)];
     let additionals = &reply.additionals[..section(&reply.additionals, additional)];
-    let mut builder = MessageResponseBuilder::from_message_request(request);
+    // Reading zero questions from nothing is the public way to make an empty section.
+    let Ok(no_questions) = Queries::read(&mut BinDecoder::new(&[]), 0) else {
+        return None;
+    };
+    let mut builder = if reply.echo_question {
+        MessageResponseBuilder::from_message_request(request)
+    } else {
+        MessageResponseBuilder::new(&no_questions, None)
+    };
     if let Some(e) = &reply.edns {
         builder.edns(e);
     }

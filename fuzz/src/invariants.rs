@@ -133,6 +133,22 @@ pub fn check_reply(query: &[u8], reply: &[u8], may_drop: bool) -> Result<(), Str
         q.edns.as_ref().map(|e| e.max_payload())
     );
 
+    // A question count other than 1 is FORMERR (RFC 9619), without echoing the
+    // questions: there is no one question to echo, and many may not even fit. (An
+    // unknown opcode is checked first and gets NOTIMP.) Either way: no answer, and the
+    // questions echoed whole or not at all.
+    if q.queries.len() != 1 {
+        ensure!(
+            matches!(rcode, ResponseCode::FormErr | ResponseCode::NotImp)
+                && resp.answers.is_empty()
+                && (resp.queries.is_empty() || resp.queries == q.queries),
+            "{} questions got {rcode} with {} echoed",
+            q.queries.len(),
+            resp.queries.len()
+        );
+        return Ok(());
+    }
+
     // The question, exactly as asked.
     ensure!(
         resp.queries.len() == q.queries.len(),

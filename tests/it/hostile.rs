@@ -125,6 +125,22 @@ fn a_question_pointing_into_the_header_gets_formerr_without_echo() {
 }
 
 #[test]
+fn many_questions_get_formerr_without_echoing_them() {
+    // Found by the fuzzer: 64 questions do not fit a 512-byte reply, which used to mean
+    // no reply at all. QDCOUNT != 1 is FORMERR, and the questions are not echoed.
+    let s = server();
+    let mut m = query("static.gslb.test.", RecordType::A);
+    for i in 0..40 {
+        let name = format!("{}.gslb.test.", "x".repeat(20 + i));
+        m.add_query(query(&name, RecordType::A).queries[0].clone());
+    }
+    for r in [dns::udp(s.udp, &m), dns::tcp(s.tcp, &m)] {
+        assert_eq!(r.metadata.response_code, ResponseCode::FormErr);
+        assert!(r.queries.is_empty() && r.answers.is_empty());
+    }
+}
+
+#[test]
 fn responses_are_never_answered() {
     let s = server();
     let mut m = query("static.gslb.test.", RecordType::A);
