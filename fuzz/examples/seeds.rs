@@ -285,34 +285,8 @@ fn requests() -> Vec<(&'static str, Vec<u8>)> {
 const GSLB_TOML: &str = include_str!("../../gslb.toml");
 const EXAMPLE_ZONE: &str = include_str!("../../zones/gslb.example.com.zone");
 
-/// The integration tests' config (tests/it/main.rs).
-const IT_CONFIG: &str = r#"[server]
-listen = ["127.0.0.1:0"]
-
-[defaults]
-ttl = 30
-
-[regions.us-east]
-addresses = ["192.0.2.10", "2001:db8:10::1"]
-
-[regions.eu-west]
-addresses = ["192.0.2.20", "192.0.2.21"]
-
-[regions.ap-south]
-addresses = ["192.0.2.30", "2001:db8:30::1"]
-
-[records."www.gslb.test"]
-policy = "failover"
-regions = ["eu-west", "us-east"]
-ttl = 20
-
-[records."db.gslb.test"]
-policy = "failover"
-
-[records."*.pool.gslb.test"]
-policy = "failover"
-regions = ["ap-south"]
-"#;
+/// The integration tests' config (tests/fixtures/it/gslb.toml, as tests/it/main.rs uses it).
+const IT_CONFIG: &str = include_str!("../../tests/fixtures/it/gslb.toml");
 
 /// Every server key, probes of each kind (docs/CONFIG.md).
 const FULL_CONFIG: &str = r#"[server]

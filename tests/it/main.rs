@@ -55,33 +55,7 @@ HUGE
 "#;
 
 /// Three regions and dynamic names with the failover policy.
-pub const CONFIG: &str = r#"[server]
-listen = ["127.0.0.1:0"]
-
-[defaults]
-ttl = 30
-
-[regions.us-east]
-addresses = ["192.0.2.10", "2001:db8:10::1"]
-
-[regions.eu-west]
-addresses = ["192.0.2.20", "192.0.2.21"]
-
-[regions.ap-south]
-addresses = ["192.0.2.30", "2001:db8:30::1"]
-
-[records."www.gslb.test"]
-policy = "failover"
-regions = ["eu-west", "us-east"]
-ttl = 20
-
-[records."db.gslb.test"]
-policy = "failover"
-
-[records."*.pool.gslb.test"]
-policy = "failover"
-regions = ["ap-south"]
-"#;
+pub const CONFIG: &str = include_str!("../fixtures/it/gslb.toml");
 
 /// A running server on its own copy of the test deployment (killed, then deleted, on drop).
 pub struct Fixture {
