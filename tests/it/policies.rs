@@ -147,26 +147,36 @@ fn clients_missing_from_the_database_get_the_default() {
 #[test]
 fn latency_uses_the_table_then_distance() {
     let (s, _dep) = start();
-    // GB has a [latency] row saying us-east is 1 ms away (Dublin is ~4.6 ms by distance).
-    assert_eq!(
-        ask(&s, "edge.gslb.test.", RecordType::A, "81.2.69.0/24").0,
-        ["192.0.2.10"]
-    );
-    // Sydney: Mumbai is nearest.
-    assert_eq!(
-        ask(&s, "edge.gslb.test.", RecordType::A, "103.1.1.0/24").0,
-        ["192.0.2.30"]
-    );
-    // California: Virginia is nearer than Dublin or Mumbai (us-west is not a candidate).
-    assert_eq!(
-        ask(&s, "edge.gslb.test.", RecordType::A, "8.8.8.0/24").0,
-        ["192.0.2.10"]
-    );
-    // Tokyo over IPv6.
-    assert_eq!(
-        ask(&s, "edge.gslb.test.", RecordType::AAAA, "2001:218::/32").0,
-        ["2001:db8:30::1"]
-    );
+    // (client subnet, type, answer, why)
+    let table: &[(&str, RecordType, &str, &str)] = &[
+        (
+            "81.2.69.0/24",
+            RecordType::A,
+            "192.0.2.10",
+            "GB's [latency] row: us-east 1 ms (Dublin ~4.6 ms by distance)",
+        ),
+        (
+            "103.1.1.0/24",
+            RecordType::A,
+            "192.0.2.30",
+            "Sydney: Mumbai is nearest",
+        ),
+        (
+            "8.8.8.0/24",
+            RecordType::A,
+            "192.0.2.10",
+            "California: Virginia beats Dublin and Mumbai (us-west is no candidate)",
+        ),
+        (
+            "2001:218::/32",
+            RecordType::AAAA,
+            "2001:db8:30::1",
+            "Tokyo over IPv6",
+        ),
+    ];
+    for (subnet, t, want, why) in table {
+        assert_eq!(ask(&s, "edge.gslb.test.", *t, subnet).0, [*want], "{why}");
+    }
 }
 
 #[test]

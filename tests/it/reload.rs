@@ -116,21 +116,9 @@ fn a_broken_reload_keeps_the_last_good_config() {
         zone_text().replace("static   IN A   192.0.2.1", "static IN A 1.2.3.4"),
     )
     .unwrap();
+    reload_and_wait(&mut s, "reload failed");
     assert!(
-        s.server
-            .signal_and_wait("HUP", Duration::from_millis(300))
-            .is_none()
-    );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !s.log().contains("reload failed") {
-        assert!(Instant::now() < deadline, "{}", s.log());
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert!(
-        s.wait_log(
-            "region \"nowhere\" is not defined",
-            std::time::Duration::from_secs(2)
-        ),
+        s.wait_log("region \"nowhere\" is not defined", Duration::from_secs(2)),
         "{}",
         s.log()
     );
@@ -178,25 +166,16 @@ fn query_log_is_off_by_default_and_sampled_when_on() {
         ),
     )
     .unwrap();
-    assert!(
-        s.server
-            .signal_and_wait("HUP", Duration::from_millis(300))
-            .is_none()
-    );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !s.log().contains("reloaded ") {
-        assert!(Instant::now() < deadline, "{}", s.log());
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    reload_and_wait(&mut s, "reloaded ");
     dns::udp(
         s.udp,
         &dns::with_ecs(query("www.gslb.test.", RecordType::A), "81.2.69.0/24"),
     );
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while !s.log().contains("gslbd::query") {
-        assert!(Instant::now() < deadline, "{}", s.log());
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    assert!(
+        s.wait_log("gslbd::query", Duration::from_secs(2)),
+        "{}",
+        s.log()
+    );
     let line = s
         .log()
         .lines()
@@ -212,4 +191,18 @@ fn query_log_is_off_by_default_and_sampled_when_on() {
     ] {
         assert!(line.contains(want), "{want} missing in {line}");
     }
+}
+
+/// Sends SIGHUP (which must not stop the server) and waits for `logged` in its log.
+fn reload_and_wait(s: &mut crate::Fixture, logged: &str) {
+    let still_running = s
+        .server
+        .signal_and_wait("HUP", Duration::from_millis(300))
+        .is_none();
+    assert!(still_running, "SIGHUP stopped the server");
+    assert!(
+        s.wait_log(logged, Duration::from_secs(5)),
+        "{logged:?} not logged:\n{}",
+        s.log()
+    );
 }
