@@ -15,6 +15,7 @@ use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecoder, BinEncodable, BinEncoder};
 use hickory_server::server::Request;
 use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
+use smallvec::SmallVec;
 
 use crate::geo::Location;
 use crate::model::{RecordId, RegionId};
@@ -47,12 +48,12 @@ pub struct Reply<'s> {
     /// there is no one question to echo, and 64 of them may not even fit).
     pub echo_question: bool,
     /// How a dynamic name was decided; only filled by [`explain`].
-    pub trace: Option<Trace<'s>>,
+    pub trace: Option<Trace>,
 }
 
 /// The policy's decision for a dynamic name, for `explain`.
 #[derive(Debug)]
-pub struct Trace<'s> {
+pub struct Trace {
     /// The dynamic record.
     pub record: RecordId,
     /// The client the decision was made for.
@@ -62,7 +63,7 @@ pub struct Trace<'s> {
     /// The family decided for (ANY tries A, then AAAA).
     pub family: Family,
     /// Ranking, pick and whether every candidate was down.
-    pub decision: Decision<'s>,
+    pub decision: Decision,
 }
 
 impl<'s> Reply<'s> {
@@ -202,20 +203,47 @@ fn fill<'s>(
 /// asked, the trace of the decision.
 fn dynamic_answer<'s>(
     step: &DynamicStep,
-    snap: &'s Snapshot,
+    snap: &Snapshot,
     client: &Client,
     rnd: u64,
     trace: bool,
     out: &mut Vec<Cow<'s, Record>>,
-) -> Dynamic<'s> {
+) -> Dynamic {
+    let ttl = snap.model.records[step.record.index()].ttl;
+    dynamic_addresses(step.record, step.qtype, snap, client, rnd, trace, |a| {
+        let data = match a {
+            IpAddr::V4(v4) => RData::A(A(v4)),
+            IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
+        };
+        out.push(Cow::Owned(Record::from_rdata(
+            step.owner.clone(),
+            ttl,
+            data,
+        )));
+    })
+}
+
+/// Decides a dynamic name for `client` and hands each address of the answer, in answer
+/// order, to `emit` (the general path makes records of them, the wire fast path writes
+/// them straight into the reply). Counts the answer unless `trace` (an `explain`).
+/// Allocates nothing for records of up to 16 regions and 8 addresses per answer.
+pub fn dynamic_addresses(
+    record: RecordId,
+    qtype: RecordType,
+    snap: &Snapshot,
+    client: &Client,
+    rnd: u64,
+    trace: bool,
+    mut emit: impl FnMut(IpAddr),
+) -> Dynamic {
     let model = &snap.model;
-    let rec = &model.records[step.record.index()];
+    let rec = &model.records[record.index()];
     // One GeoIP lookup per query, and only for policies that use it.
     let location = match (&snap.geo, rec.policy.needs_location()) {
         (Some(db), true) => db.locate(client.addr),
         _ => Location::default(),
     };
-    let families: &[Family] = match step.qtype {
+    let families: &[Family] = match qtype {
         RecordType::A => &[Family::V4],
         RecordType::AAAA => &[Family::V6],
         // RFC 8482: one RRset is enough for ANY; prefer A, else AAAA.
@@ -227,8 +255,9 @@ fn dynamic_answer<'s>(
     for &family in families {
         let decision = policy::select(model, &snap.health, rec, client, &location, family, rnd);
         scope = scope.max(decision.ranking.scope);
-        let n = push_addresses(&decision, snap, step, rec.ttl, family, rnd, out);
-        if n > 0 {
+        let addrs = picked_addresses(&decision, snap, family, rnd);
+        addrs.iter().copied().for_each(&mut emit);
+        if !addrs.is_empty() {
             picked = match decision.pick {
                 Pick::Region(id) => Some(id),
                 Pick::All => decision.ranking.order.first().copied(),
@@ -236,19 +265,19 @@ fn dynamic_answer<'s>(
             };
         }
         last = trace.then_some(Trace {
-            record: step.record,
+            record,
             client: *client,
             location,
             family,
             decision,
         });
-        if n > 0 {
+        if !addrs.is_empty() {
             break;
         }
     }
     if !trace {
         // `explain` asks hypothetical questions: only real answers are counted.
-        snap.answers.count(step.record, picked.map(RegionId::index));
+        snap.answers.count(record, picked.map(RegionId::index));
     }
     Dynamic {
         scope,
@@ -258,58 +287,50 @@ fn dynamic_answer<'s>(
 }
 
 /// What the policy decided for one dynamic answer.
-struct Dynamic<'s> {
-    scope: u8,
-    picked: Option<RegionId>,
-    trace: Option<Trace<'s>>,
+pub struct Dynamic {
+    /// The ECS scope the answer depends on.
+    pub scope: u8,
+    /// The region answering (the first one for `when_all_down = "all"`).
+    pub picked: Option<RegionId>,
+    /// How it was decided, for `explain`.
+    pub trace: Option<Trace>,
 }
 
-/// Appends the picked addresses as records, rotated by `rnd`; returns how many.
-fn push_addresses<'s>(
-    decision: &Decision<'_>,
+/// The picked addresses, rotated by `rnd`.
+fn picked_addresses(
+    decision: &Decision,
     snap: &Snapshot,
-    step: &DynamicStep,
-    ttl: u32,
     family: Family,
     rnd: u64,
-    out: &mut Vec<Cow<'s, Record>>,
-) -> usize {
+) -> SmallVec<[IpAddr; 8]> {
     let model = &snap.model;
     // Only up addresses, unless every candidate is down and we fail open.
     let up = |id: RegionId, i: usize| decision.all_down || snap.health.address_up(id, i);
-    let mut addrs: Vec<IpAddr> = match decision.pick {
-        Pick::Region(id) => policy::addresses(model.region(id), family)
-            .filter(|(i, _)| up(id, *i))
-            .map(|(_, a)| a)
-            .collect(),
+    let mut addrs: SmallVec<[IpAddr; 8]> = SmallVec::new();
+    match decision.pick {
+        Pick::Region(id) => addrs.extend(
+            policy::addresses(model.region(id), family)
+                .filter(|(i, _)| up(id, *i))
+                .map(|(_, a)| a),
+        ),
         Pick::All => {
-            let mut v: Vec<IpAddr> = Vec::new();
             for id in decision.ranking.order.iter() {
                 for (_, a) in policy::addresses(model.region(*id), family) {
-                    if !v.contains(&a) {
-                        v.push(a);
+                    if !addrs.contains(&a) {
+                        addrs.push(a);
                     }
                 }
             }
-            v
         }
-        Pick::Nothing => Vec::new(),
-    };
-    let n = addrs.len();
-    if n == 0 {
-        return 0;
+        Pick::Nothing => {}
     }
-    // Rotate so that clients which take the first address spread over all of them.
-    // (`rnd` is also the weighted draw; the high bits keep the two independent.)
-    addrs.rotate_left(((rnd >> 32) % n as u64) as usize);
-    out.extend(addrs.into_iter().map(|a| {
-        let data = match a {
-            IpAddr::V4(v4) => RData::A(A(v4)),
-            IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
-        };
-        Cow::Owned(Record::from_rdata(step.owner.clone(), ttl, data))
-    }));
-    n
+    if !addrs.is_empty() {
+        // Rotate so that clients which take the first address spread over all of them.
+        // (`rnd` is also the weighted draw; the high bits keep the two independent.)
+        let n = addrs.len() as u64;
+        addrs.rotate_left(((rnd >> 32) % n) as usize);
+    }
+    addrs
 }
 
 /// The client the decision is for: the ECS subnet when given with a non-zero source

@@ -144,7 +144,7 @@ fn lines(records: &[std::borrow::Cow<'_, Record>]) -> Vec<String> {
         .collect()
 }
 
-fn dynamic(snap: &Snapshot, t: &Trace<'_>) -> DynamicExplanation {
+fn dynamic(snap: &Snapshot, t: &Trace) -> DynamicExplanation {
     let model = &snap.model;
     let rec = &model.records[t.record.index()];
     let name = |id: RegionId| model.region(id).name.clone();
@@ -252,7 +252,7 @@ fn rule(model: &Model, rec: &crate::model::DynRecord, rule: &Rule) -> String {
     }
 }
 
-fn score(rec: &crate::model::DynRecord, t: &Trace<'_>, id: RegionId) -> Option<String> {
+fn score(rec: &crate::model::DynRecord, t: &Trace, id: RegionId) -> Option<String> {
     match &rec.policy {
         Policy::Latency => t
             .decision

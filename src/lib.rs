@@ -35,6 +35,7 @@ pub mod config;
 pub mod control;
 pub mod diag;
 pub mod explain;
+pub mod fast;
 pub mod geo;
 pub mod geoip_build;
 pub mod health;

@@ -2,19 +2,12 @@
 //! list of regions — `cidr` (longest prefix), then `subdivision`, `country`, `continent`,
 //! `default` — and the record's other candidates follow in `regions` order.
 
-use std::borrow::Cow;
-
-use super::{Client, Ranking, Rule, cidr_scope, then_rest};
+use super::{Client, Order, Ranking, Rtts, Rule, cidr_scope, then_rest};
 use crate::geo::Location;
 use crate::model::{DynRecord, GeoRules};
 
 /// Ranks `rec`'s regions for a client at `loc`.
-pub fn rank<'a>(
-    rules: &'a GeoRules,
-    rec: &'a DynRecord,
-    client: &Client,
-    loc: &Location,
-) -> Ranking<'a> {
+pub fn rank(rules: &GeoRules, rec: &DynRecord, client: &Client, loc: &Location) -> Ranking {
     let addr = client.addr;
     let by_location =
         !(rules.subdivision.is_empty() && rules.country.is_empty() && rules.continent.is_empty());
@@ -50,12 +43,12 @@ pub fn rank<'a>(
     };
     let order = match list {
         Some(list) => then_rest(list, &rec.regions),
-        None => Cow::Borrowed(rec.regions.as_slice()),
+        None => Order::from_slice(&rec.regions),
     };
     Ranking {
         order,
         scope: cidr_scope(addr, rules.cidr.iter().map(|(n, _)| n), base),
         rule,
-        rtt: Vec::new(),
+        rtt: Rtts::new(),
     }
 }

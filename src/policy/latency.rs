@@ -9,9 +9,7 @@
 //! recent best) is added, so a slowing region loses traffic before it fails. Regions
 //! with no estimate follow in `regions` order; ties keep `regions` order.
 
-use std::borrow::Cow;
-
-use super::{Client, Ranking, Rtt, RttSource, Rule, cidr_scope};
+use super::{Client, Order, Ranking, Rtt, RttSource, Rtts, Rule, cidr_scope};
 use crate::geo::{Code, Location};
 use crate::health::Health;
 use crate::model::{Coords, DynRecord, Model, RegionId};
@@ -35,13 +33,13 @@ pub enum Row {
 }
 
 /// Ranks `rec`'s regions by estimated RTT for a client at `loc`.
-pub fn rank<'a>(
-    model: &'a Model,
+pub fn rank(
+    model: &Model,
     health: &Health,
-    rec: &'a DynRecord,
+    rec: &DynRecord,
     client: &Client,
     loc: &Location,
-) -> Ranking<'a> {
+) -> Ranking {
     let table = &model.latency;
     let cidr = table
         .cidr
@@ -65,7 +63,7 @@ pub fn rank<'a>(
     };
 
     let mut used_location = matches!(row, Row::Country(_) | Row::Continent(_));
-    let mut rtt: Vec<Rtt> = Vec::with_capacity(rec.regions.len());
+    let mut rtt = Rtts::new();
     for &id in &rec.regions {
         let measured = values
             .iter()
@@ -88,11 +86,12 @@ pub fn rank<'a>(
     }
     // Stable sort: equal estimates keep the configured order.
     rtt.sort_by(|a, b| a.ms.total_cmp(&b.ms));
-    let mut order: Vec<RegionId> = rtt.iter().map(|r| r.region).collect();
+    let mut order: Order = rtt.iter().map(|r| r.region).collect();
     order.extend(
         rec.regions
             .iter()
-            .filter(|id| !rtt.iter().any(|r| r.region == **id)),
+            .filter(|id| !rtt.iter().any(|r| r.region == **id))
+            .copied(),
     );
 
     let mut base = if used_location { loc.prefix() } else { 0 };
@@ -100,7 +99,7 @@ pub fn rank<'a>(
         base = base.max(net.prefix_len());
     }
     Ranking {
-        order: Cow::Owned(order),
+        order,
         scope: cidr_scope(client.addr, table.cidr.iter().map(|(n, _)| n), base),
         rule: Rule::Latency(row),
         rtt,

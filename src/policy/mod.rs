@@ -9,10 +9,10 @@ pub mod geo;
 pub mod latency;
 pub mod weighted;
 
-use std::borrow::Cow;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+use smallvec::SmallVec;
 
 use crate::geo::{Code, Location};
 use crate::health::Health;
@@ -36,18 +36,25 @@ pub struct Client {
     pub source_prefix: Option<u8>,
 }
 
+/// Regions in ranked order: inline up to 16, so ranking allocates nothing for any
+/// realistic record (more candidates spill to the heap and still work).
+pub type Order = SmallVec<[RegionId; 16]>;
+
+/// The latency policy's estimates, inline up to 8 regions.
+pub type Rtts = SmallVec<[Rtt; 8]>;
+
 /// A policy's ordering of the candidate regions for one client.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Ranking<'a> {
+pub struct Ranking {
     /// Best first.
-    pub order: Cow<'a, [RegionId]>,
+    pub order: Order,
     /// How many leading bits of the client address the ranking depended on (the RFC 7871
     /// scope prefix); 0 when it does not depend on the client at all.
     pub scope: u8,
     /// Why this order (for `explain`).
     pub rule: Rule,
     /// The latency policy's estimates, best first (empty for other policies).
-    pub rtt: Vec<Rtt>,
+    pub rtt: Rtts,
 }
 
 /// What decided a ranking.
@@ -111,9 +118,9 @@ pub enum Pick {
 
 /// The outcome for one query.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Decision<'a> {
+pub struct Decision {
     /// The policy's ranking.
-    pub ranking: Ranking<'a>,
+    pub ranking: Ranking,
     /// What answers.
     pub pick: Pick,
     /// True when no candidate was usable and `when_all_down` applied.
@@ -129,20 +136,20 @@ impl Policy {
 
 /// Ranks `rec`'s candidates for `client` (at `loc`) according to its policy. `rnd` is
 /// only used by non-sticky weighted records.
-pub fn rank<'a>(
-    model: &'a Model,
+pub fn rank(
+    model: &Model,
     health: &Health,
-    rec: &'a DynRecord,
+    rec: &DynRecord,
     client: &Client,
     loc: &Location,
     rnd: u64,
-) -> Ranking<'a> {
+) -> Ranking {
     match &rec.policy {
         Policy::Failover => Ranking {
             order: failover::rank(rec),
             scope: 0,
             rule: Rule::Failover,
-            rtt: Vec::new(),
+            rtt: Rtts::new(),
         },
         Policy::Geo(rules) => geo::rank(rules, rec, client, loc),
         Policy::Latency => latency::rank(model, health, rec, client, loc),
@@ -151,15 +158,15 @@ pub fn rank<'a>(
 }
 
 /// Ranks, filters by health and applies `when_all_down`.
-pub fn select<'a>(
-    model: &'a Model,
+pub fn select(
+    model: &Model,
     health: &Health,
-    rec: &'a DynRecord,
+    rec: &DynRecord,
     client: &Client,
     loc: &Location,
     family: Family,
     rnd: u64,
-) -> Decision<'a> {
+) -> Decision {
     let ranking = rank(model, health, rec, client, loc, rnd);
     let serves = |id: &RegionId| has_family(model.region(*id), family);
     let usable = |id: &&RegionId| health.serves(model.region(**id), **id, family);
@@ -194,13 +201,10 @@ pub fn select<'a>(
 }
 
 /// `list` followed by the regions of `rest` it does not contain, in `rest`'s order.
-fn then_rest<'a>(list: &'a [RegionId], rest: &[RegionId]) -> Cow<'a, [RegionId]> {
-    if rest.iter().all(|r| list.contains(r)) {
-        return Cow::Borrowed(list);
-    }
-    let mut order = list.to_vec();
-    order.extend(rest.iter().filter(|r| !list.contains(r)));
-    Cow::Owned(order)
+fn then_rest(list: &[RegionId], rest: &[RegionId]) -> Order {
+    let mut order = Order::from_slice(list);
+    order.extend(rest.iter().filter(|r| !list.contains(r)).copied());
+    order
 }
 
 /// The ECS scope of an answer that holds for the client's `/base` network, given that

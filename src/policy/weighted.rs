@@ -9,10 +9,11 @@
 //! only its clients move, spread over the others by weight. Weight-0 regions come last
 //! in `regions` order: standby, served only when nothing weighted is usable.
 
-use std::borrow::Cow;
 use std::net::IpAddr;
 
-use super::{Client, Ranking, Rtt, Rule};
+use smallvec::SmallVec;
+
+use super::{Client, Order, Ranking, Rtts, Rule};
 use crate::answer::mask;
 use crate::model::{DynRecord, RegionId};
 
@@ -23,13 +24,7 @@ pub const STICKY_V6: u8 = 56;
 
 /// Ranks `rec`'s regions; `weights` is parallel to `rec.regions`. `rnd` is used when
 /// not sticky.
-pub fn rank<'a>(
-    rec: &'a DynRecord,
-    weights: &[u32],
-    sticky: bool,
-    client: &Client,
-    rnd: u64,
-) -> Ranking<'a> {
+pub fn rank(rec: &DynRecord, weights: &[u32], sticky: bool, client: &Client, rnd: u64) -> Ranking {
     let (key, scope) = if sticky {
         let prefix = if client.addr.is_ipv4() {
             STICKY_V4
@@ -40,7 +35,7 @@ pub fn rank<'a>(
     } else {
         (rnd, 0)
     };
-    let mut drawn: Vec<(RegionId, f64)> = rec
+    let mut drawn: SmallVec<[(RegionId, f64); 16]> = rec
         .regions
         .iter()
         .zip(weights)
@@ -49,7 +44,7 @@ pub fn rank<'a>(
         .collect();
     // ln(u)/w is the log of u^(1/w): larger is better. Ties (equal draws) keep order.
     drawn.sort_by(|a, b| b.1.total_cmp(&a.1));
-    let mut order: Vec<RegionId> = drawn.iter().map(|(id, _)| *id).collect();
+    let mut order: Order = drawn.iter().map(|(id, _)| *id).collect();
     order.extend(
         rec.regions
             .iter()
@@ -58,10 +53,10 @@ pub fn rank<'a>(
             .map(|(id, _)| *id),
     );
     Ranking {
-        order: Cow::Owned(order),
+        order,
         scope,
         rule: Rule::Weighted { sticky },
-        rtt: Vec::<Rtt>::new(),
+        rtt: Rtts::new(),
     }
 }
 

@@ -150,6 +150,25 @@ pub(crate) fn answer_message(
 ) {
     out.clear();
     let snap = state.load();
+    let rnd = rnd();
+    if crate::fast::answer(msg, src, &snap, tcp, rnd, now_ms, out) {
+        return;
+    }
+    answer_general(msg, src, &snap, tcp, rnd, out);
+}
+
+/// The general path: the message decoded by hickory-proto and answered by
+/// [`answer::answer`], for everything the fast path leaves (and for tests comparing the
+/// two).
+pub fn answer_general(
+    msg: &[u8],
+    src: SocketAddr,
+    snap: &Snapshot,
+    tcp: bool,
+    rnd: u64,
+    out: &mut Vec<u8>,
+) {
+    out.clear();
     let protocol = if tcp { Protocol::Tcp } else { Protocol::Udp };
     match Request::from_bytes(msg.to_vec(), src, protocol) {
         Ok(_) if question_points_into_header(msg) => {
@@ -165,7 +184,7 @@ pub(crate) fn answer_message(
                 snap.queries.dropped.fetch_add(1, Relaxed);
                 return; // never answer answers (reflection loops)
             }
-            let reply = answer::answer(&request, &snap, rnd());
+            let reply = answer::answer(&request, snap, rnd);
             // Response rate limiting applies to UDP only: over TCP the source address is
             // verified by the handshake, so it cannot be a spoofed amplification victim.
             let verdict = match (&snap.rrl, tcp) {
@@ -180,7 +199,7 @@ pub(crate) fn answer_message(
                         answer::udp_limit(&request)
                     };
                     answer::encode(&request, &reply, limit, out);
-                    answered(&request, &reply, &snap, tcp);
+                    answered(&request, &reply, snap, tcp);
                 }
                 Verdict::Slip => answer::encode_truncated(&request, &reply, out),
                 Verdict::Drop => {}

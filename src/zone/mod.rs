@@ -9,6 +9,7 @@
 //! knows nothing of regions or health.
 
 pub mod file;
+pub mod wire;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -26,6 +27,8 @@ const MAX_CNAME_CHAIN: usize = 12;
 #[derive(Debug, Default)]
 pub struct Zones {
     zones: Vec<Zone>,
+    /// Prebuilt wire answers for the fast path.
+    wire: wire::WireIndex,
 }
 
 /// One zone: its apex, SOA and every node below.
@@ -162,7 +165,13 @@ impl Zones {
             }
             zone.insert_node(&name).dynamic = Some(RecordId(i as u32));
         }
-        errors.into_result(Zones { zones })
+        let wire = wire::WireIndex::build(&zones);
+        errors.into_result(Zones { zones, wire })
+    }
+
+    /// The prebuilt wire answers (see [`wire`]).
+    pub fn wire(&self) -> &wire::WireIndex {
+        &self.wire
     }
 
     /// The zones, in load order.

@@ -27,12 +27,8 @@ fn at(l: Location, lat: f64, lon: f64) -> Location {
     }
 }
 
-fn order(m: &Model, h: &Health, addr: &str, l: &Location) -> (Vec<String>, Ranking<'static>) {
+fn order(m: &Model, h: &Health, addr: &str, l: &Location) -> (Vec<String>, Ranking) {
     let r = rank(m, h, &m.records[0], &client(addr), l, 0);
-    let r = Ranking {
-        order: std::borrow::Cow::Owned(r.order.into_owned()),
-        ..r
-    };
     (names(m, &r.order), r)
 }
 
