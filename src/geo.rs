@@ -17,18 +17,35 @@ use crate::model::Coords;
 
 /// An open GeoIP database.
 pub struct GeoDb {
-    reader: maxminddb::Reader<Vec<u8>>,
+    reader: Source,
     path: PathBuf,
     /// Unique per opened file, so the decode cache never mixes two databases (an
     /// address could be reused after a reload frees the old one).
     id: usize,
 }
 
+/// Where the database bytes live: read into the heap, or mapped from the file. Lookups
+/// are the same code for both (generic over the buffer), chosen by one `match`.
+enum Source {
+    Read(maxminddb::Reader<Vec<u8>>),
+    Mapped(maxminddb::Reader<maxminddb::Mmap>),
+}
+
+impl Source {
+    fn metadata(&self) -> &maxminddb::Metadata {
+        match self {
+            Source::Read(r) => r.metadata(),
+            Source::Mapped(r) => r.metadata(),
+        }
+    }
+}
+
 impl fmt::Debug for GeoDb {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GeoDb")
             .field("path", &self.path)
-            .field("type", &self.reader.metadata().database_type)
+            .field("type", &self.database_type())
+            .field("mapped", &self.mapped())
             .finish()
     }
 }
@@ -166,8 +183,39 @@ const NOT_LOCATION: [&str; 6] = [
 impl GeoDb {
     /// Reads the database at `path` into memory and checks that it carries locations.
     pub fn open(path: &Path) -> Result<GeoDb, String> {
-        let reader = maxminddb::Reader::open_readfile(path)
-            .map_err(|e| format!("cannot open GeoIP database {}: {e}", path.display()))?;
+        let reader = maxminddb::Reader::open_readfile(path).map_err(|e| cannot_open(path, e))?;
+        GeoDb::new(Source::Read(reader), path)
+    }
+
+    /// Maps the database at `path` into memory (shared, read-only) and checks that it
+    /// carries locations. Nothing is copied: lookups read the page cache, whose pages
+    /// are clean, reclaimable and shared by every process that maps the file.
+    ///
+    /// The file must not be modified or truncated while the database is open: an
+    /// in-place overwrite changes what the mapping reads (or, when the file shrinks,
+    /// makes touching the lost pages raise SIGBUS). Replacing it by rename, as
+    /// `geoipupdate` does, is safe: the mapping keeps the old inode until a reload
+    /// opens the new file.
+    pub fn open_mapped(path: &Path) -> Result<GeoDb, String> {
+        // SAFETY: `open_mmap` is unsafe because the mapped file must stay unchanged
+        // while the reader lives. That is the operator's side of `server.geoip_mmap`
+        // (documented in docs/CONFIG.md and the README): the database is replaced by
+        // renaming a new file over it, never written in place.
+        let reader =
+            unsafe { maxminddb::Reader::open_mmap(path) }.map_err(|e| cannot_open(path, e))?;
+        GeoDb::new(Source::Mapped(reader), path)
+    }
+
+    /// [`GeoDb::open_mapped`] when `mmap`, else [`GeoDb::open`].
+    pub fn open_with(path: &Path, mmap: bool) -> Result<GeoDb, String> {
+        if mmap {
+            GeoDb::open_mapped(path)
+        } else {
+            GeoDb::open(path)
+        }
+    }
+
+    fn new(reader: Source, path: &Path) -> Result<GeoDb, String> {
         let kind = &reader.metadata().database_type;
         if NOT_LOCATION.iter().any(|t| kind.contains(t)) {
             return Err(format!(
@@ -186,14 +234,21 @@ impl GeoDb {
 
     /// Walks the whole database and checks its structure (slow on big files: for `check`).
     pub fn verify(&self) -> Result<(), String> {
-        self.reader
-            .verify()
-            .map_err(|e| format!("{}: corrupt GeoIP database: {e}", self.path.display()))
+        match &self.reader {
+            Source::Read(r) => r.verify(),
+            Source::Mapped(r) => r.verify(),
+        }
+        .map_err(|e| format!("{}: corrupt GeoIP database: {e}", self.path.display()))
     }
 
     /// The file it was read from.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// True when the file is mapped rather than read into memory.
+    pub fn mapped(&self) -> bool {
+        matches!(self.reader, Source::Mapped(_))
     }
 
     /// `database_type` from the metadata, e.g. `GeoLite2-City`.
@@ -204,29 +259,41 @@ impl GeoDb {
     /// Locates `addr`. A lookup error (a corrupt region of the file) is treated as "not
     /// in the database": the policy falls back to its defaults rather than failing.
     pub fn locate(&self, addr: IpAddr) -> Location {
-        // An IPv4-mapped address must be looked up as IPv4 to get an IPv4 prefix.
-        let addr = addr.to_canonical();
-        let Ok(result) = self.reader.lookup(addr) else {
+        match &self.reader {
+            Source::Read(r) => locate(r, self.id, addr),
+            Source::Mapped(r) => locate(r, self.id, addr),
+        }
+    }
+}
+
+fn cannot_open(path: &Path, e: maxminddb::MaxMindDbError) -> String {
+    format!("cannot open GeoIP database {}: {e}", path.display())
+}
+
+/// [`GeoDb::locate`] in `reader`, whatever holds its bytes; `db` keys the decode cache.
+fn locate<S: AsRef<[u8]>>(reader: &maxminddb::Reader<S>, db: usize, addr: IpAddr) -> Location {
+    // An IPv4-mapped address must be looked up as IPv4 to get an IPv4 prefix.
+    let addr = addr.to_canonical();
+    let Ok(result) = reader.lookup(addr) else {
+        return Location::default();
+    };
+    let network = result.network().ok().map(|n| (n.network(), n.prefix()));
+    // Decoding a record costs several times the tree walk; many networks share a
+    // record, so decoded records are cached per thread by their data offset.
+    let Some(offset) = result.offset() else {
+        return Location {
+            network,
+            ..Location::default()
+        };
+    };
+    let mut loc = cached(db, offset, || {
+        let Ok(Some(rec)) = result.decode::<Record<'_>>() else {
             return Location::default();
         };
-        let network = result.network().ok().map(|n| (n.network(), n.prefix()));
-        // Decoding a record costs several times the tree walk; many networks share a
-        // record, so decoded records are cached per thread by their data offset.
-        let Some(offset) = result.offset() else {
-            return Location {
-                network,
-                ..Location::default()
-            };
-        };
-        let mut loc = cached(self.id, offset, || {
-            let Ok(Some(rec)) = result.decode::<Record<'_>>() else {
-                return Location::default();
-            };
-            decoded(rec)
-        });
-        loc.network = network;
-        loc
-    }
+        decoded(rec)
+    });
+    loc.network = network;
+    loc
 }
 
 /// Direct-mapped per-thread cache of decoded records: (database, data offset) → location.
@@ -274,4 +341,78 @@ fn decoded(rec: Record<'_>) -> Location {
         }
     }
     loc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("geoip/sample.mmdb")
+    }
+
+    #[test]
+    fn mapped_and_read_databases_locate_alike() {
+        let read = GeoDb::open(&sample()).unwrap();
+        let mapped = GeoDb::open_mapped(&sample()).unwrap();
+        assert!(!read.mapped() && mapped.mapped());
+        assert_eq!(read.database_type(), mapped.database_type());
+        assert_ne!(
+            read.id, mapped.id,
+            "each open gets its own decode-cache key"
+        );
+        let addrs = [
+            // In the database: with coordinates and subdivision, country only, IPv6.
+            "81.2.69.160",
+            "81.2.5.1",
+            "1.0.16.1",
+            "8.8.8.8",
+            "192.0.2.1",
+            "2a02:d3c0::1",
+            "2001:218::1",
+            "2001:db8:1::1",
+            "::ffff:8.8.8.8",
+            // Not in the database: loopback, private, unallocated IPv6.
+            "127.0.0.1",
+            "10.1.2.3",
+            "::1",
+            "fd00::1",
+        ];
+        let mut found = 0;
+        // Twice, so that the second round is answered from the per-thread decode cache.
+        for _ in 0..2 {
+            for a in addrs {
+                let addr: IpAddr = a.parse().unwrap();
+                let (r, m) = (read.locate(addr), mapped.locate(addr));
+                assert_eq!(r, m, "{a}");
+                assert!(r.network.is_some(), "{a}: the network is always known");
+                found += usize::from(r.found());
+            }
+        }
+        assert_eq!(found, 2 * 9, "found and not-found addresses both covered");
+        let uk = mapped.locate("81.2.69.160".parse().unwrap());
+        assert_eq!(
+            uk.subdivision.map(|c| c.to_string()).as_deref(),
+            Some("GB-ENG")
+        );
+        assert!(uk.coords.is_some());
+        let v4 = mapped.locate("::ffff:8.8.8.8".parse().unwrap());
+        assert_eq!(v4.prefix(), 24, "IPv4-mapped looked up as IPv4");
+        read.verify().unwrap();
+        mapped.verify().unwrap();
+    }
+
+    #[test]
+    fn open_with_chooses_and_both_report_a_missing_file() {
+        assert!(GeoDb::open_with(&sample(), true).unwrap().mapped());
+        assert!(!GeoDb::open_with(&sample(), false).unwrap().mapped());
+        let missing = Path::new("/nonexistent/geo.mmdb");
+        for mmap in [false, true] {
+            let e = GeoDb::open_with(missing, mmap).unwrap_err();
+            assert!(
+                e.starts_with("cannot open GeoIP database /nonexistent/geo.mmdb: "),
+                "{e}"
+            );
+        }
+    }
 }

@@ -87,8 +87,8 @@ pub struct Server {
     pub admin_token: Option<String>,
     /// Folder of `*.zone` files (absolute).
     pub zones: PathBuf,
-    /// GeoIP database (absolute), when configured.
-    pub geoip: Option<PathBuf>,
+    /// GeoIP database and how to load it, when `server.geoip` is configured.
+    pub geoip: Option<GeoIp>,
     /// Response rate limiting, when configured.
     pub rate_limit: Option<RateLimit>,
     /// TCP limits.
@@ -98,6 +98,17 @@ pub struct Server {
     pub workers: Option<usize>,
     /// Share of queries written to the query log (`server.query_log.sample`); `None`: off.
     pub query_log: Option<f64>,
+}
+
+/// `server.geoip` and `server.geoip_mmap`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GeoIp {
+    /// The database file (absolute).
+    pub path: PathBuf,
+    /// Map the file instead of reading it into memory (`server.geoip_mmap`, default
+    /// false): no private copy, but while the server runs the file must be replaced
+    /// by rename, never overwritten in place.
+    pub mmap: bool,
 }
 
 /// `server.rate_limit`.

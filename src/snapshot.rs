@@ -47,7 +47,9 @@ impl Snapshot {
     pub fn load(config_path: &Path) -> Result<Snapshot, Diagnostics> {
         let model = config::load(config_path)?;
         let geo = match &model.server.geoip {
-            Some(path) => match GeoDb::open(path) {
+            // A reload comes through here too, so it always opens the file afresh: a
+            // new read, or a new mapping of whatever file the path names now.
+            Some(g) => match GeoDb::open_with(&g.path, g.mmap) {
                 Ok(db) => Some(Arc::new(db)),
                 Err(e) => {
                     return Err(Diagnostic::new(&model.file, e).key("server.geoip").into());

@@ -85,6 +85,7 @@ pub(crate) struct RawServer {
     pub(crate) admin_token: Option<Str>,
     pub(crate) zones: Option<Str>,
     pub(crate) geoip: Option<Str>,
+    pub(crate) geoip_mmap: Option<Spanned<bool>>,
     pub(crate) rate_limit: Option<RawRateLimit>,
     #[serde(default)]
     pub(crate) tcp: RawTcp,

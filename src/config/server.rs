@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::check::Ctx;
 use super::raw::{RawDefaults, RawServer, Str};
-use crate::model::{Defaults, ProbeTiming, RateLimit, Server, TcpLimits};
+use crate::model::{Defaults, GeoIp, ProbeTiming, RateLimit, Server, TcpLimits};
 
 /// The DNS listen address when `server.listen` is omitted.
 const DEFAULT_LISTEN: &str = "127.0.0.1:5353";
@@ -54,10 +54,13 @@ pub(crate) fn server(cx: &mut Ctx<'_>, raw: &RawServer, base: &Path) -> Server {
         Some(z) => path(cx, z, "server.zones", base),
         None => absolute(base.join(DEFAULT_ZONES)),
     };
-    let geoip = raw
-        .geoip
-        .as_ref()
-        .map(|g| path(cx, g, "server.geoip", base));
+    // Without `geoip` the key has nothing to act on and is ignored, like `admin_token`
+    // without `admin`.
+    let mmap = raw.geoip_mmap.as_ref().is_some_and(|m| *m.get_ref());
+    let geoip = raw.geoip.as_ref().map(|g| GeoIp {
+        path: path(cx, g, "server.geoip", base),
+        mmap,
+    });
     let rate_limit = raw.rate_limit.as_ref().map(|r| {
         let key = "server.rate_limit.responses_per_second";
         let responses_per_second = cx.int(&r.responses_per_second, key, 1..=1_000_000, "");

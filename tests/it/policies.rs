@@ -73,7 +73,12 @@ country.GB = { us-east = 1 }
 "#;
 
 fn start() -> (Gslbd, Deployment) {
-    let dep = Deployment::new(CONFIG, &[("gslb.test.zone", ZONE)]);
+    start_with(CONFIG)
+}
+
+/// Builds geo.mmdb from [`CSV`] next to `config` and starts the server.
+fn start_with(config: &str) -> (Gslbd, Deployment) {
+    let dep = Deployment::new(config, &[("gslb.test.zone", ZONE)]);
     let csv = dep.dir.path().join("geo.csv");
     std::fs::write(&csv, CSV).unwrap();
     let out = Command::new(gslbd_bin())
@@ -129,8 +134,40 @@ fn geo_answers_by_client_subnet_with_the_matched_scope() {
 }
 
 #[test]
+fn a_memory_mapped_database_answers_the_same() {
+    let config = CONFIG.replace(
+        "geoip = \"geo.mmdb\"\n",
+        "geoip = \"geo.mmdb\"\ngeoip_mmap = true\n",
+    );
+    assert_ne!(config, CONFIG);
+    let (s, _dep) = start_with(&config);
+    assert!(maps_geo_mmdb(&s), "geo.mmdb is mapped");
+    // EU by continent, scope from the DB's /24; then IPv6 (AS) and a client not in the DB.
+    let got = ask(&s, "www.gslb.test.", RecordType::A, "81.2.69.0/24");
+    assert_eq!(got, (vec!["192.0.2.20".to_string()], 24));
+    let got = ask(&s, "www.gslb.test.", RecordType::AAAA, "2001:218::/32");
+    assert_eq!(got, (vec!["2001:db8:30::1".to_string()], 32));
+    let (got, scope) = ask(&s, "www.gslb.test.", RecordType::A, "10.9.0.0/16");
+    assert_eq!(got, ["192.0.2.10"]);
+    assert!((1..=16).contains(&scope), "scope {scope}");
+}
+
+/// True when geo.mmdb is mapped into the server (always true off Linux, where there is no
+/// /proc to look in).
+fn maps_geo_mmdb(s: &Gslbd) -> bool {
+    match std::fs::read_to_string(format!("/proc/{}/maps", s.pid())) {
+        Ok(maps) => maps.lines().any(|l| l.ends_with("/geo.mmdb")),
+        Err(_) => true,
+    }
+}
+
+#[test]
 fn clients_missing_from_the_database_get_the_default() {
     let (s, _dep) = start();
+    // The default reads the file into memory: nothing of it is mapped.
+    if std::path::Path::new("/proc/self/maps").exists() {
+        assert!(!maps_geo_mmdb(&s), "geo.mmdb is read, not mapped");
+    }
     // Not in the DB: default list; the scope is the DB's empty network around it, long
     // enough to exclude the cidr rule's network.
     let (got, scope) = ask(&s, "www.gslb.test.", RecordType::A, "10.9.0.0/16");

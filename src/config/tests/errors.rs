@@ -103,6 +103,16 @@ fn wrong_types_and_missing_keys() {
         e,
         "gslb.toml:2:11: records.\"www.x\": invalid type: integer `1`, expected a table"
     );
+    let e = err("[server]\ngeoip = \"g.mmdb\"\ngeoip_mmap = \"yes\"\n");
+    assert_eq!(
+        e,
+        "gslb.toml:3:14: server.geoip_mmap: invalid type: string \"yes\", expected a boolean"
+    );
+    let e = err("[server]\ngeoip_mmap = 1\n");
+    assert_eq!(
+        e,
+        "gslb.toml:2:14: server.geoip_mmap: invalid type: integer `1`, expected a boolean"
+    );
     let e = err("[server]\nrate_limit = { slip = 1 }\n");
     assert_eq!(
         e,

@@ -7,9 +7,13 @@ use std::time::Duration;
 use super::{EXAMPLE, REGIONS, ok};
 use crate::config::{load, parse};
 use crate::model::{
-    Coords, Defaults, Policy, Pos, ProbeTarget, ProbeTiming, RateLimit, RegionId, TcpLimits,
-    WhenAllDown,
+    Coords, Defaults, GeoIp, Model, Policy, Pos, ProbeTarget, ProbeTiming, RateLimit, RegionId,
+    TcpLimits, WhenAllDown,
 };
+
+fn geoip_path(m: &Model) -> Option<&Path> {
+    m.server.geoip.as_ref().map(|g| g.path.as_path())
+}
 
 fn ids(list: &[u16]) -> Vec<RegionId> {
     list.iter().copied().map(RegionId).collect()
@@ -27,7 +31,13 @@ fn example_server_and_defaults() {
     assert_eq!(s.admin, Some("127.0.0.1:8053".parse().unwrap()));
     assert_eq!(s.admin_token.as_deref(), Some("s3cret"));
     assert_eq!(s.zones, PathBuf::from("/etc/gslb/zones"));
-    assert_eq!(s.geoip, Some(PathBuf::from("/etc/gslb/geoip/sample.mmdb")));
+    assert_eq!(
+        s.geoip,
+        Some(GeoIp {
+            path: PathBuf::from("/etc/gslb/geoip/sample.mmdb"),
+            mmap: false
+        })
+    );
     let rl = RateLimit {
         responses_per_second: 200,
         slip: 2,
@@ -217,14 +227,14 @@ fn relative_paths_resolve_against_the_config_folder() {
     let text = "[server]\nzones = \"z\"\ngeoip = \"../g/db.mmdb\"\n";
     let m = parse(text, Path::new("/srv/dns/gslb.toml")).unwrap();
     assert_eq!(m.server.zones, PathBuf::from("/srv/dns/z"));
-    assert_eq!(m.server.geoip, Some(PathBuf::from("/srv/dns/../g/db.mmdb")));
+    assert_eq!(geoip_path(&m), Some(Path::new("/srv/dns/../g/db.mmdb")));
 
     let m = parse(
         "[server]\ngeoip = \"/var/lib/geo.mmdb\"\n",
         Path::new("/srv/gslb.toml"),
     )
     .unwrap();
-    assert_eq!(m.server.geoip, Some(PathBuf::from("/var/lib/geo.mmdb")));
+    assert_eq!(geoip_path(&m), Some(Path::new("/var/lib/geo.mmdb")));
 
     // A config named relative to the working directory still yields absolute paths.
     let m = parse("", Path::new("gslb.toml")).unwrap();
@@ -234,6 +244,27 @@ fn relative_paths_resolve_against_the_config_folder() {
         std::env::current_dir().unwrap().join("zones")
     );
     assert_eq!(m.file, PathBuf::from("gslb.toml"));
+}
+
+#[test]
+fn geoip_mmap_is_off_by_default_and_read_when_set() {
+    let m = parse(
+        "[server]\ngeoip = \"g.mmdb\"\n",
+        Path::new("/srv/gslb.toml"),
+    )
+    .unwrap();
+    assert_eq!(m.server.geoip.map(|g| g.mmap), Some(false));
+    for (value, mmap) in [("true", true), ("false", false)] {
+        let text = format!("[server]\ngeoip = \"g.mmdb\"\ngeoip_mmap = {value}\n");
+        let m = parse(&text, Path::new("/srv/gslb.toml")).unwrap();
+        let want = GeoIp {
+            path: PathBuf::from("/srv/g.mmdb"),
+            mmap,
+        };
+        assert_eq!(m.server.geoip, Some(want), "{value}");
+    }
+    // Without a database there is nothing to map: accepted, and no database.
+    assert_eq!(ok("[server]\ngeoip_mmap = true\n").server.geoip, None);
 }
 
 #[test]
