@@ -145,9 +145,34 @@ struct Record<'a> {
     #[serde(borrow, default)]
     country: Option<Iso<'a>>,
     #[serde(borrow, default)]
-    subdivisions: Option<Vec<Iso<'a>>>,
+    subdivisions: Option<First<Iso<'a>>>,
     #[serde(default)]
     location: Option<Loc>,
+}
+
+/// The first element of a sequence, the rest skipped: decoding allocates nothing (a
+/// `Vec` would, for every City record with subdivisions).
+struct First<T>(Option<T>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for First<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Visit<T> {
+            type Value = First<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a sequence")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<First<T>, A::Error> {
+                let first = seq.next_element()?;
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(First(first))
+            }
+        }
+        d.deserialize_seq(Visit(std::marker::PhantomData))
+    }
 }
 
 #[derive(Deserialize)]
@@ -321,11 +346,7 @@ fn decoded(rec: Record<'_>) -> Location {
     {
         loc.continent = rec.continent.and_then(|c| c.code).and_then(Code::new);
         loc.country = rec.country.and_then(|c| c.iso_code).and_then(Code::new);
-        let sub = rec
-            .subdivisions
-            .as_ref()
-            .and_then(|s| s.first())
-            .and_then(|s| s.iso_code);
+        let sub = rec.subdivisions.and_then(|s| s.0).and_then(|s| s.iso_code);
         if let (Some(country), Some(sub)) = (loc.country, sub) {
             // Geo rules write subdivisions with their country: `US-CA`.
             loc.subdivision = Code::joined(country, sub);

@@ -1,0 +1,201 @@
+//! The steady-state UDP query path allocates nothing: every everyday query — static,
+//! NODATA, NXDOMAIN, and dynamic names of every policy, with and without EDNS Client
+//! Subnet — goes from request bytes to reply bytes through the public entry point
+//! (`answer_datagram`) without touching the heap. Counted by a global allocator that
+//! counts per thread (so other tests running in parallel do not disturb it).
+//!
+//! Its own test binary: a counting allocator is global to the binary.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
+use hickory_proto::rr::{Name, RecordType};
+
+use gslbd::geo::GeoDb;
+use gslbd::server::answer_datagram;
+use gslbd::snapshot::Snapshot;
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count() {
+    // `try_with`: the allocator may run while this thread's locals are torn down.
+    let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+}
+
+// SAFETY: every call is passed on to the system allocator unchanged.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count();
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count();
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count();
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Heap allocations made by this thread while running `f`.
+fn allocations(f: impl FnOnce()) -> u64 {
+    let before = ALLOCATIONS.with(Cell::get);
+    f();
+    ALLOCATIONS.with(Cell::get) - before
+}
+
+fn query(name: &str, qtype: RecordType, ecs: Option<(&str, u8)>, edns: bool) -> Vec<u8> {
+    let mut m = Message::new(0x1234, MessageType::Query, OpCode::Query);
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
+    if edns || ecs.is_some() {
+        let mut e = Edns::new();
+        e.set_max_payload(1232);
+        if let Some((addr, prefix)) = ecs {
+            let addr: IpAddr = addr.parse().unwrap();
+            e.options_mut()
+                .insert(EdnsOption::Subnet(ClientSubnet::new(addr, prefix, 0)));
+        }
+        m.edns = Some(e);
+    }
+    m.to_vec().unwrap()
+}
+
+/// Client subnets on every continent of the sample database, and outside it.
+const SUBNETS: [(&str, u8); 10] = [
+    ("81.2.69.0", 24),
+    ("1.0.16.0", 24),
+    ("8.8.8.0", 24),
+    ("41.0.0.0", 24),
+    ("103.1.1.0", 24),
+    ("200.1.2.0", 24),
+    ("203.0.113.0", 24),
+    ("2001:db8:1234::", 56),
+    ("2a02:c7f::", 48),
+    ("0.0.0.0", 0),
+];
+
+fn workload() -> Vec<(String, Vec<u8>)> {
+    let mut w = Vec::new();
+    let mut add = |what: String, msg: Vec<u8>| w.push((what, msg));
+    for (name, qtype) in [
+        ("static.gslb.example.com", RecordType::A),
+        ("static.gslb.example.com", RecordType::AAAA),
+        ("gslb.example.com", RecordType::SOA),
+        ("gslb.example.com", RecordType::MX),
+        ("www.gslb.example.com", RecordType::TXT),
+        ("nope.gslb.example.com", RecordType::A),
+    ] {
+        for edns in [false, true] {
+            add(
+                format!("{name} {qtype} edns={edns}"),
+                query(name, qtype, None, edns),
+            );
+        }
+    }
+    for name in ["www", "api", "edge", "db"] {
+        let name = format!("{name}.gslb.example.com");
+        for qtype in [RecordType::A, RecordType::AAAA] {
+            add(format!("{name} {qtype}"), query(&name, qtype, None, false));
+            for ecs in SUBNETS {
+                add(
+                    format!("{name} {qtype} ecs={ecs:?}"),
+                    query(&name, qtype, Some(ecs), true),
+                );
+            }
+        }
+    }
+    w
+}
+
+fn example() -> Snapshot {
+    Snapshot::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("gslb.toml")).unwrap()
+}
+
+#[test]
+fn the_everyday_udp_path_does_not_allocate() {
+    let shared = example().into_shared();
+    let work = workload();
+    let sources: [SocketAddr; 2] = [
+        "127.0.0.1:40000".parse().unwrap(),
+        "[::1]:40000".parse().unwrap(),
+    ];
+    let mut out = Vec::with_capacity(1232);
+    // Warm up: thread-local caches (GeoIP decode cache, arc-swap's debt list) fill once.
+    for (_, msg) in &work {
+        for src in sources {
+            answer_datagram(msg, src, &shared, &mut out);
+        }
+    }
+    for (what, msg) in &work {
+        for src in sources {
+            let n = allocations(|| answer_datagram(msg, src, &shared, &mut out));
+            assert_eq!(n, 0, "{what} from {src}: {n} allocations");
+            // And it was answered, as expected.
+            let reply = Message::from_vec(&out).unwrap();
+            let nx = what.starts_with("nope.");
+            let rcode = if nx {
+                ResponseCode::NXDomain
+            } else {
+                ResponseCode::NoError
+            };
+            assert_eq!(reply.metadata.response_code, rcode, "{what}");
+            assert!(reply.metadata.authoritative, "{what}");
+            let has_data = ["static", " MX", " SOA", ".gslb.example.com A"];
+            if has_data.iter().any(|d| what.contains(d)) && !nx {
+                assert!(!reply.answers.is_empty(), "{what}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_counter_sees_allocations() {
+    // The test above would pass with a counter that never counts.
+    let n = allocations(|| drop(std::hint::black_box(vec![1u8; 10])));
+    assert_eq!(n, 1);
+    // The general path (here: a CNAME, which it answers) does allocate.
+    let shared = example().into_shared();
+    let msg = query("shop.gslb.example.com", RecordType::A, None, false);
+    let mut out = Vec::with_capacity(1232);
+    let src = "127.0.0.1:40000".parse().unwrap();
+    answer_datagram(&msg, src, &shared, &mut out);
+    assert!(allocations(|| answer_datagram(&msg, src, &shared, &mut out)) > 0);
+}
+
+#[test]
+fn decoding_a_geoip_record_does_not_allocate() {
+    // A database opened anew has an empty decode cache: every lookup decodes.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("geoip/sample.mmdb");
+    let warm = GeoDb::open(&path).unwrap();
+    let addrs: Vec<IpAddr> = SUBNETS.iter().map(|(a, _)| a.parse().unwrap()).collect();
+    for a in &addrs {
+        warm.locate(*a);
+    }
+    let cold = GeoDb::open(&path).unwrap();
+    for a in &addrs {
+        let n = allocations(|| {
+            std::hint::black_box(cold.locate(*a));
+        });
+        assert_eq!(n, 0, "{a}");
+    }
+    assert!(
+        cold.locate("81.2.69.160".parse().unwrap())
+            .subdivision
+            .is_some()
+    );
+}
