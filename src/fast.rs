@@ -2,7 +2,7 @@
 //! into hickory-proto's message types and without allocating.
 //!
 //! [`query::parse`] accepts one question of class IN (no compression pointer) with at
-//! most an OPT record carrying at most a Client Subnet; [`WireIndex`] has every plain
+//! most an OPT record carrying at most a Client Subnet; [`WireIndex`](crate::zone::wire::WireIndex) has every plain
 //! name's answer sections prebuilt; dynamic names go through the same policy code as the
 //! general path ([`crate::answer::dynamic_addresses`]) and their records are written
 //! straight into the reply. Whatever this path does not handle — malformed or unusual

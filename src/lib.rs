@@ -7,15 +7,22 @@
 //! # One query, few hops
 //!
 //! ```text
-//! UDP worker threads / TCP tasks ─► server/
+//! UDP worker threads (recvmmsg batches) / TCP tasks ─► server/
 //!   1 let snap = state.load();                      // ArcSwap guard: no lock
-//!   2 snap.zones.resolve(qname, qtype)              // zone/: data | CNAME chain | referral
+//!   2 fast::answer(bytes, snap)                     // fast/: everyday queries, from the wire
+//!       query::parse -> zones.wire().lookup(key)    //   prebuilt sections | NXDOMAIN | dynamic
+//!       answer::dynamic_addresses -> policy::select //   same policy code as below
+//!     otherwise, the general path:
+//!   3 snap.zones.resolve(qname, qtype)              // zone/: data | CNAME chain | referral
 //!                                                   //        | NXDOMAIN | NODATA | dynamic name
-//!   3 policy::select(model, health, record, client) // policy/: rank -> filter by health
+//!   4 policy::select(model, health, record, client) // policy/: rank -> filter by health
 //!                                                   //         -> when_all_down
-//!   4 answer::answer(..) -> Reply                   // flags, SOA, EDNS, ECS echo with scope
-//!   5 answer::encode(request, reply, limit)         // TC=1 when it does not fit
+//!   5 answer::answer(..) -> Reply                   // flags, SOA, EDNS, ECS echo with scope
+//!   6 answer::encode(request, reply, limit)         // TC=1 when it does not fit
 //! ```
+//!
+//! The fast path allocates nothing (tests/alloc.rs) and gives the general path's replies
+//! (src/fast/tests.rs); whatever it does not handle goes to the general path untouched.
 //!
 //! Config, zones and health live together in one immutable [`snapshot::Snapshot`]
 //! behind an `ArcSwap`, so a query never sees an old config with new health, and a

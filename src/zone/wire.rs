@@ -2,7 +2,7 @@
 //!
 //! When the zones are built, every name whose answers do not depend on the query beyond
 //! its type gets its answer sections encoded once, by the general resolver
-//! ([`Zone::resolve`]) and hickory-proto's encoder, so the fast path only copies bytes.
+//! (`Zone::resolve`) and hickory-proto's encoder, so the fast path only copies bytes.
 //! Names the fast path must not answer — CNAMEs, delegations and everything below them,
 //! names that also belong to a deeper zone — are marked [`Lookup::General`] and take the
 //! general path; so do names not in the index, except NXDOMAIN below a name without a
