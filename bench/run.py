@@ -12,8 +12,9 @@ server process from /proc/PID/stat before and after) and the kernel's share of i
 average and p99 latency (from dnsperf -v), lost queries. When gdnsd is installed
 (apt-get install gdnsd dnsperf), it serves the same zone and the same continent map in
 the same run, the two servers taking turns run by run, and the table gets the
-gslbd/gdnsd ratio. With --repeat N the median run (by queries per CPU-second) is kept. Both read geoip/sample.mmdb; neither runs health checks, so both
-measure the query path only. Needs Linux, python3, taskset, dnsperf.
+gslbd/gdnsd ratio. With --repeat N the median run (by queries per CPU-second) is kept.
+Both read geoip/sample.mmdb (or --geoip FILE, e.g. a full country or City database);
+neither runs health checks, so both measure the query path only. Needs Linux, python3, taskset, dnsperf.
 """
 import argparse
 import os
@@ -31,6 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
 TICK = os.sysconf("SC_CLK_TCK")
+GEOIP = REPO / "geoip/sample.mmdb"  # --geoip replaces it
 
 ZONE = """$ORIGIN gslb.example.com.
 $TTL 300
@@ -90,7 +92,7 @@ def gslbd_files(run: Path, port: int) -> list:
     (run / "gslb.toml").write_text(f"""[server]
 listen = ["127.0.0.1:{port}"]
 zones = "zones"
-geoip = "{REPO / 'geoip/sample.mmdb'}"
+geoip = "{GEOIP}"
 workers = 1
 
 [regions.us-east]
@@ -128,7 +130,7 @@ def gdnsd_files(run: Path, port: int) -> list:
 }}
 plugins => {{ geoip => {{
   maps => {{ gslb => {{
-    geoip2_db => {REPO / 'geoip/sample.mmdb'}
+    geoip2_db => {GEOIP}
     datacenters => [ us-east, eu-west, ap-south ]
     map => {{
       default => [ us-east, eu-west, ap-south ]
@@ -256,7 +258,11 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="runs per workload and server; the median is kept")
     ap.add_argument("--only", choices=["gslbd", "gdnsd"])
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--geoip", type=Path, help="the GeoIP database both servers read (default geoip/sample.mmdb)")
     args = ap.parse_args()
+    if args.geoip:
+        global GEOIP
+        GEOIP = args.geoip.resolve()
     for tool in ["dnsperf", "taskset"]:
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is missing: apt-get install dnsperf util-linux")

@@ -7,7 +7,7 @@
 //! general path ([`crate::answer::dynamic_addresses`]) and their records are written
 //! straight into the reply. Whatever this path does not handle — malformed or unusual
 //! queries, CNAMEs, delegations, wildcards, REFUSED, replies that need truncating for
-//! static data, the sampled query log — returns `false` before anything is counted, and
+//! static data — returns `false` before anything is counted, and
 //! the caller answers through the general path. Tests check that both paths give the
 //! same replies.
 
@@ -42,10 +42,6 @@ pub fn answer(
     now_ms: impl FnOnce() -> u64,
     out: &mut Vec<u8>,
 ) -> bool {
-    // The query log formats the decoded request: general path.
-    if snap.model.server.query_log.is_some() {
-        return false;
-    }
     let Some(q) = query::parse(msg) else {
         return false;
     };

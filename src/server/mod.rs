@@ -151,10 +151,22 @@ pub(crate) fn answer_message(
     out.clear();
     let snap = state.load();
     let rnd = rnd();
-    if crate::fast::answer(msg, src, &snap, tcp, rnd, now_ms, out) {
+    // A query picked for the query log is answered by the general path, which has the
+    // decoded request to write out; the others may take the fast path.
+    let log = sampled(&snap);
+    if !log && crate::fast::answer(msg, src, &snap, tcp, rnd, now_ms, out) {
         return;
     }
-    answer_general(msg, src, &snap, tcp, rnd, out);
+    general(msg, src, &snap, tcp, rnd, log, out);
+}
+
+/// True for the share `server.query_log.sample` of queries.
+fn sampled(snap: &Snapshot) -> bool {
+    // Compare a random u64 with that share of u64::MAX.
+    snap.model
+        .server
+        .query_log
+        .is_some_and(|sample| (rnd() as f64) < sample * u64::MAX as f64)
 }
 
 /// The general path: the message decoded by hickory-proto and answered by
@@ -166,6 +178,18 @@ pub fn answer_general(
     snap: &Snapshot,
     tcp: bool,
     rnd: u64,
+    out: &mut Vec<u8>,
+) {
+    general(msg, src, snap, tcp, rnd, sampled(snap), out);
+}
+
+fn general(
+    msg: &[u8],
+    src: SocketAddr,
+    snap: &Snapshot,
+    tcp: bool,
+    rnd: u64,
+    log: bool,
     out: &mut Vec<u8>,
 ) {
     out.clear();
@@ -199,7 +223,7 @@ pub fn answer_general(
                         answer::udp_limit(&request)
                     };
                     answer::encode(&request, &reply, limit, out);
-                    answered(&request, &reply, snap, tcp);
+                    answered(&request, &reply, snap, tcp, log);
                 }
                 Verdict::Slip => answer::encode_truncated(&request, &reply, out),
                 Verdict::Drop => {}
@@ -216,17 +240,13 @@ pub fn answer_general(
     }
 }
 
-/// Counts an answered query and, when sampled, writes it to the query log.
-fn answered(request: &Request, reply: &answer::Reply<'_>, snap: &Snapshot, tcp: bool) {
+/// Counts an answered query and, when `log`, writes it to the query log.
+fn answered(request: &Request, reply: &answer::Reply<'_>, snap: &Snapshot, tcp: bool, log: bool) {
     let query = request.queries.queries().first().map(|q| q.original());
     let qtype = query.map_or(0, |q| u16::from(q.query_type()));
     snap.queries
         .count(tcp, u16::from(reply.metadata.response_code), qtype);
-    let Some(sample) = snap.model.server.query_log else {
-        return;
-    };
-    // `sample` of all queries: compare a random u64 with that share of u64::MAX.
-    if (rnd() as f64) >= sample * u64::MAX as f64 {
+    if !log {
         return;
     }
     let ecs = match request
