@@ -196,6 +196,9 @@ def start_server(cmd: list, port: int) -> subprocess.Popen:
     proc = subprocess.Popen(["taskset", "-c", "0"] + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         wait_ready(port)
+        if proc.poll() is not None:
+            # Something else answered: a server left over from an interrupted run?
+            raise SystemExit(f"{cmd[0]} exited (port {port} taken?): {proc.stderr.read()[-500:]}")
     except BaseException:
         stop_server(proc)
         raise
