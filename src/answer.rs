@@ -264,13 +264,15 @@ pub fn dynamic_addresses(
                 Pick::Nothing => None,
             };
         }
-        last = trace.then_some(Trace {
-            record,
-            client: *client,
-            location,
-            family,
-            decision,
-        });
+        if trace {
+            last = Some(Trace {
+                record,
+                client: *client,
+                location,
+                family,
+                decision,
+            });
+        }
         if !addrs.is_empty() {
             break;
         }

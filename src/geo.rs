@@ -284,11 +284,45 @@ impl GeoDb {
     /// Locates `addr`. A lookup error (a corrupt region of the file) is treated as "not
     /// in the database": the policy falls back to its defaults rather than failing.
     pub fn locate(&self, addr: IpAddr) -> Location {
-        match &self.reader {
+        let addr = addr.to_canonical();
+        subnet_cached(self.id, addr, || match &self.reader {
             Source::Read(r) => locate(r, self.id, addr),
             Source::Mapped(r) => locate(r, self.id, addr),
-        }
+        })
     }
+}
+
+/// Per-thread cache of whole lookups by client subnet (/24 for IPv4, /48 for IPv6):
+/// when the database network holding the address is that wide or wider, every address
+/// of the subnet has the same location, and the tree walk is skipped. ECS clients send
+/// such subnets, and a resolver's subnets repeat.
+fn subnet_cached(db: usize, addr: IpAddr, lookup: impl FnOnce() -> Location) -> Location {
+    const SLOTS: usize = 2048;
+    let (key, bits) = match addr {
+        IpAddr::V4(a) => (u128::from(u32::from(a) & 0xFFFF_FF00), 24),
+        IpAddr::V6(a) => (u128::from(a) & !((1u128 << 80) - 1) | 1, 48),
+    };
+    thread_local! {
+        static CACHE: std::cell::RefCell<Vec<(usize, u128, Location)>> =
+            std::cell::RefCell::new(vec![(0, u128::MAX, Location::default()); SLOTS]);
+    }
+    // Fibonacci hashing of the subnet onto the slots.
+    let h = (key as u64 ^ (key >> 64) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let slot = (h >> (64 - SLOTS.trailing_zeros())) as usize;
+    CACHE.with(|c| {
+        if let Some((d, k, loc)) = c.borrow().get(slot) {
+            if *d == db && *k == key {
+                return *loc;
+            }
+        }
+        let loc = lookup();
+        if loc.network.is_some_and(|(_, prefix)| prefix <= bits) {
+            if let Some(e) = c.borrow_mut().get_mut(slot) {
+                *e = (db, key, loc);
+            }
+        }
+        loc
+    })
 }
 
 fn cannot_open(path: &Path, e: maxminddb::MaxMindDbError) -> String {
@@ -370,6 +404,47 @@ mod tests {
 
     fn sample() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("geoip/sample.mmdb")
+    }
+
+    #[test]
+    fn the_subnet_cache_never_changes_an_answer() {
+        let db = GeoDb::open(&sample()).unwrap();
+        let Source::Read(reader) = &db.reader else {
+            unreachable!()
+        };
+        // Networks narrower than the cached subnets (89.160.20.128/25, 216.160.83.56/29)
+        // next to addresses outside them, wide networks, IPv6 and nothing at all; in an
+        // order that fills the cache from one address and asks for its neighbours.
+        let addrs = [
+            "89.160.20.200",
+            "89.160.20.1",
+            "89.160.20.129",
+            "89.160.20.127",
+            "216.160.83.57",
+            "216.160.83.1",
+            "216.160.83.60",
+            "216.160.83.200",
+            "81.2.69.160",
+            "81.2.69.1",
+            "81.2.69.255",
+            "8.8.8.8",
+            "8.8.8.9",
+            "2a02:d3c0::1",
+            "2a02:d3c0:0:ffff::1",
+            "2001:db8:1::1",
+            "10.1.2.3",
+            "10.1.2.4",
+        ];
+        for _ in 0..3 {
+            for a in addrs {
+                let addr: IpAddr = a.parse().unwrap();
+                assert_eq!(db.locate(addr), locate(reader, db.id, addr), "{a}");
+            }
+        }
+        let inside = db.locate("89.160.20.200".parse().unwrap());
+        let outside = db.locate("89.160.20.1".parse().unwrap());
+        assert_eq!(inside.country.map(|c| c.to_string()).as_deref(), Some("SE"));
+        assert_ne!(inside, outside);
     }
 
     #[test]
