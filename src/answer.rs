@@ -190,7 +190,7 @@ fn fill<'s>(
         let d = dynamic_answer(&step, snap, client, rnd, trace, &mut reply.answers);
         reply.ecs_scope = Some(d.scope);
         reply.picked = d.picked;
-        reply.trace = d.trace;
+        reply.trace = d.trace.map(|t| *t);
         if reply.answers.len() == before {
             // RFC 2308 §2.2: NODATA is NOERROR, empty answer, SOA in authority.
             reply.authority.push(Cow::Borrowed(res.zone.negative_soa()));
@@ -265,13 +265,13 @@ pub fn dynamic_addresses(
             };
         }
         if trace {
-            last = Some(Trace {
+            last = Some(Box::new(Trace {
                 record,
                 client: *client,
                 location,
                 family,
                 decision,
-            });
+            }));
         }
         if !addrs.is_empty() {
             break;
@@ -295,7 +295,7 @@ pub struct Dynamic {
     /// The region answering (the first one for `when_all_down = "all"`).
     pub picked: Option<RegionId>,
     /// How it was decided, for `explain`.
-    pub trace: Option<Trace>,
+    pub trace: Option<Box<Trace>>,
 }
 
 /// The picked addresses, rotated by `rnd`.
