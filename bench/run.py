@@ -261,11 +261,18 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="runs per workload and server; the median is kept")
     ap.add_argument("--only", choices=["gslbd", "gdnsd"])
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--workloads", help="comma-separated subset, e.g. geo-ecs-mix")
     ap.add_argument("--geoip", type=Path, help="the GeoIP database both servers read (default geoip/sample.mmdb)")
     args = ap.parse_args()
+    global GEOIP, WORKLOADS
     if args.geoip:
-        global GEOIP
         GEOIP = args.geoip.resolve()
+    if args.workloads:
+        wanted = args.workloads.split(",")
+        unknown = set(wanted) - {w[0] for w in WORKLOADS}
+        if unknown:
+            raise SystemExit(f"unknown workloads: {', '.join(sorted(unknown))}")
+        WORKLOADS = [w for w in WORKLOADS if w[0] in wanted]
     for tool in ["dnsperf", "taskset"]:
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is missing: apt-get install dnsperf util-linux")

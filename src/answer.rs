@@ -310,11 +310,27 @@ fn picked_addresses(
     let up = |id: RegionId, i: usize| decision.all_down || snap.health.address_up(id, i);
     let mut addrs: SmallVec<[IpAddr; 8]> = SmallVec::new();
     match decision.pick {
-        Pick::Region(id) => addrs.extend(
-            policy::addresses(model.region(id), family)
-                .filter(|(i, _)| up(id, *i))
-                .map(|(_, a)| a),
-        ),
+        // The hot case, written out: health indexes IPv4 addresses first, then IPv6.
+        Pick::Region(id) => {
+            let region = model.region(id);
+            match family {
+                Family::V4 => {
+                    for (i, a) in region.v4.iter().enumerate() {
+                        if up(id, i) {
+                            addrs.push(IpAddr::V4(*a));
+                        }
+                    }
+                }
+                Family::V6 => {
+                    let first = region.v4.len();
+                    for (i, a) in region.v6.iter().enumerate() {
+                        if up(id, first + i) {
+                            addrs.push(IpAddr::V6(*a));
+                        }
+                    }
+                }
+            }
+        }
         Pick::All => {
             for id in decision.ranking.order.iter() {
                 for (_, a) in policy::addresses(model.region(*id), family) {

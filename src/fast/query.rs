@@ -76,6 +76,7 @@ pub fn parse(msg: &[u8]) -> Option<Query<'_>> {
     if qd != 1 || an != 0 || ns != 0 || ar > 1 {
         return None;
     }
+    // The name: copied as a whole, then lower-cased in place (one pass, vectorised).
     let mut key = [0u8; MAX_NAME];
     let mut at = 12;
     loop {
@@ -84,17 +85,15 @@ pub fn parse(msg: &[u8]) -> Option<Query<'_>> {
         if len > 63 {
             return None;
         }
-        let label = msg.get(at..at + 1 + len)?;
-        let k = key.get_mut(at - 12..at - 12 + 1 + len)?;
-        k[0] = label[0];
-        for (d, s) in k[1..].iter_mut().zip(&label[1..]) {
-            *d = s.to_ascii_lowercase();
-        }
         at += 1 + len;
         if len == 0 {
             break;
         }
     }
+    let name = msg.get(12..at)?;
+    let key_slot = key.get_mut(..name.len())?;
+    key_slot.copy_from_slice(name);
+    key_slot.make_ascii_lowercase();
     let key_len = at - 12;
     let qtype = u16_at(msg, at)?;
     let qclass = u16_at(msg, at + 2)?;
