@@ -148,16 +148,27 @@ pub(crate) fn answer_message(
     tcp: bool,
     out: &mut Vec<u8>,
 ) {
+    answer_from(msg, src, &state.load(), tcp, out);
+}
+
+/// [`answer_message`] from a snapshot the caller already holds (a UDP worker loads one
+/// per batch of datagrams).
+pub(crate) fn answer_from(
+    msg: &[u8],
+    src: SocketAddr,
+    snap: &Snapshot,
+    tcp: bool,
+    out: &mut Vec<u8>,
+) {
     out.clear();
-    let snap = state.load();
     let rnd = rnd();
     // A query picked for the query log is answered by the general path, which has the
     // decoded request to write out; the others may take the fast path.
-    let log = sampled(&snap);
-    if !log && crate::fast::answer(msg, src, &snap, tcp, rnd, now_ms, out) {
+    let log = sampled(snap);
+    if !log && crate::fast::answer(msg, src, snap, tcp, rnd, now_ms, out) {
         return;
     }
-    general(msg, src, &snap, tcp, rnd, log, out);
+    general(msg, src, snap, tcp, rnd, log, out);
 }
 
 /// True for the share `server.query_log.sample` of queries.

@@ -17,7 +17,10 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tracing::debug;
 
+#[cfg(not(target_os = "linux"))]
 use super::answer_datagram;
+#[cfg(target_os = "linux")]
+use super::answer_from;
 use crate::snapshot::Shared;
 
 /// Largest datagram we read; anything longer is not a query we answer.
@@ -110,15 +113,18 @@ fn worker(sock: &UdpSocket, state: &Shared, stop: &AtomicBool) {
                 continue;
             }
         };
+        // One snapshot for the whole batch: it is microseconds old at most.
+        let snap = state.load();
         b.answer(n, |msg, src, out| {
             if src.port() == 0 {
                 // Cannot be answered, and a classic reflection trick.
-                state.load().queries.dropped.fetch_add(1, Relaxed);
+                snap.queries.dropped.fetch_add(1, Relaxed);
                 out.clear();
             } else {
-                answer_datagram(msg, src, state, out);
+                answer_from(msg, src, &snap, false, out);
             }
         });
+        drop(snap);
         b.send(sock, n);
     }
 }
@@ -213,15 +219,13 @@ mod batch {
                     iov_base: self.bufs[i * MAX_UDP_QUERY..].as_mut_ptr().cast(),
                     iov_len: MAX_UDP_QUERY,
                 };
-                let h = &mut self.hdrs[i];
-                h.msg_hdr.msg_name = (&raw mut self.names[i]).cast();
-                h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-                h.msg_hdr.msg_iov = &raw mut self.iovs[i];
-                h.msg_hdr.msg_iovlen = 1;
-                h.msg_hdr.msg_control = std::ptr::null_mut();
-                h.msg_hdr.msg_controllen = 0;
-                h.msg_hdr.msg_flags = 0;
-                h.msg_len = 0;
+                let len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+                header(
+                    &mut self.hdrs[i],
+                    &mut self.names[i],
+                    len,
+                    &mut self.iovs[i],
+                );
             }
             // SAFETY: every header points at buffers owned by `self` that outlive the
             // call, with their true lengths; the kernel writes at most that much.
@@ -274,15 +278,13 @@ mod batch {
                     iov_base: self.outs[i].as_mut_ptr().cast(),
                     iov_len: self.outs[i].len(),
                 };
-                let h = &mut self.hdrs[m];
-                h.msg_hdr.msg_name = (&raw mut self.names[i]).cast();
-                h.msg_hdr.msg_namelen = self.name_lens[i];
-                h.msg_hdr.msg_iov = &raw mut self.iovs[m];
-                h.msg_hdr.msg_iovlen = 1;
-                h.msg_hdr.msg_control = std::ptr::null_mut();
-                h.msg_hdr.msg_controllen = 0;
-                h.msg_hdr.msg_flags = 0;
-                h.msg_len = 0;
+                let len = self.name_lens[i];
+                header(
+                    &mut self.hdrs[m],
+                    &mut self.names[i],
+                    len,
+                    &mut self.iovs[m],
+                );
                 m += 1;
             }
             let mut sent = 0;
@@ -307,6 +309,23 @@ mod batch {
                 }
             }
         }
+    }
+
+    /// Points `h` at one address and one buffer.
+    fn header(
+        h: &mut libc::mmsghdr,
+        name: &mut libc::sockaddr_storage,
+        name_len: libc::socklen_t,
+        iov: &mut libc::iovec,
+    ) {
+        h.msg_hdr.msg_name = std::ptr::from_mut(name).cast();
+        h.msg_hdr.msg_namelen = name_len;
+        h.msg_hdr.msg_iov = iov;
+        h.msg_hdr.msg_iovlen = 1;
+        h.msg_hdr.msg_control = std::ptr::null_mut();
+        h.msg_hdr.msg_controllen = 0;
+        h.msg_hdr.msg_flags = 0;
+        h.msg_len = 0;
     }
 
     /// The source address the kernel wrote.
