@@ -1,6 +1,7 @@
 //! Shared code of gslbd's fuzz targets: the fixtures they run against and the reply
 //! invariants (also used by `tests/it/fuzzish.rs` in the normal test suite).
 
+pub mod compare;
 pub mod fixture;
 pub mod invariants;
 pub mod targets;

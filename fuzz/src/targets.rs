@@ -17,8 +17,10 @@ use crate::{answer_and_check, fixture, query_bytes};
 
 /// bytes -> `gslbd::server::answer_datagram` on the fixture deployment
 /// ([`fixture::request`]): no panic, and the reply keeps every invariant of
-/// [`crate::invariants`] (size within the UDP limit, parses, QR=1, same ID, ...). The
-/// datagram's ID also picks the health state and the source address.
+/// [`crate::invariants`] (size within the UDP limit, parses, QR=1, same ID, ...); and
+/// whenever the query fast path answers it, the general path answers the same
+/// ([`crate::compare::same_reply`]). The datagram's ID also picks the health state and
+/// the source address.
 ///
 /// With `GSLBD_FUZZ_SKIP_KNOWN` set, datagrams that trigger a reported, unfixed bug
 /// ([`crate::invariants::known_issue`]) are answered but not checked, so that a run is
@@ -32,6 +34,25 @@ pub fn request(data: &[u8]) {
         return;
     }
     answer_and_check(data, pick.src, pick.state, pick.rate_limited, &mut out);
+    if !pick.rate_limited {
+        // Differential: a reply of the fast path must be the general path's reply (the
+        // rate-limited states are left out: each path would take its own tokens).
+        let snap = pick.state.load();
+        let rnd = data.iter().fold(0x9E37_79B9_7F4A_7C15u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01B3)
+        });
+        let mut fast = Vec::new();
+        if gslbd::fast::answer(data, pick.src, &snap, false, rnd, || 0, &mut fast) {
+            let mut general = Vec::new();
+            gslbd::server::answer_general(data, pick.src, &snap, false, rnd, &mut general);
+            if let Err(e) = crate::compare::same_reply(&fast, &general) {
+                panic!(
+                    "fast and general paths differ: {e}\nquery: {}",
+                    crate::hex(data)
+                );
+            }
+        }
+    }
 }
 
 fn skip_known() -> bool {

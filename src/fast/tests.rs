@@ -10,12 +10,17 @@ use std::sync::Arc;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
-use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
+use hickory_proto::rr::{Name, RecordType};
 
 use crate::health::{Health, RegionHealth};
 use crate::model::RegionId;
 use crate::server::answer_general;
 use crate::snapshot::Snapshot;
+
+// The reply comparison shared with the fuzz targets (std and hickory-proto only).
+#[allow(unreachable_pub)]
+#[path = "../../fuzz/src/compare.rs"]
+mod compare;
 
 fn example() -> Snapshot {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -178,28 +183,9 @@ fn compare(snap: &Snapshot, names: &[&str], types: &[RecordType]) -> (usize, usi
 }
 
 fn same(fast: &[u8], general: &[u8], what: &str) {
-    let f = Message::from_vec(fast).unwrap_or_else(|e| panic!("{what}: fast reply: {e}"));
-    let g = Message::from_vec(general).unwrap_or_else(|e| panic!("{what}: general: {e}"));
-    assert_eq!(f.metadata, g.metadata, "{what}");
-    assert_eq!(f.queries, g.queries, "{what}");
-    assert_eq!(rrs(&f.answers), rrs(&g.answers), "{what}");
-    assert_eq!(rrs(&f.authorities), rrs(&g.authorities), "{what}");
-    assert_eq!(rrs(&f.additionals), rrs(&g.additionals), "{what}");
-    assert_eq!(f.edns, g.edns, "{what}");
-}
-
-/// Records as comparable fields: hickory's `Record` equality leaves out the TTL (RFC 2136).
-/// Names compare in lower case: the fast path compresses names in answers against the
-/// question, so they may come out in the client's letter case (RFC 4343 allows it).
-fn rrs(records: &[Record]) -> Vec<(String, RecordType, DNSClass, u32, String)> {
-    records
-        .iter()
-        .map(|r| {
-            let name = r.name.to_string().to_ascii_lowercase();
-            let data = r.data.to_string().to_ascii_lowercase();
-            (name, r.record_type(), r.dns_class, r.ttl, data)
-        })
-        .collect()
+    if let Err(e) = compare::same_reply(fast, general) {
+        panic!("{what}: {e}");
+    }
 }
 
 /// Whether the fast path takes this one query (a fresh snapshot, no ECS).

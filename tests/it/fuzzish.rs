@@ -25,6 +25,8 @@ use gslbd::snapshot::Snapshot;
 
 use crate::harness::Deployment;
 
+#[path = "../../fuzz/src/compare.rs"]
+mod compare;
 #[path = "../../fuzz/src/invariants.rs"]
 mod invariants;
 
@@ -371,6 +373,7 @@ fn answer_datagram_keeps_its_invariants() {
     let (mut silent, mut answered, mut truncated) = (0, 0, 0);
     let (mut known, mut known_failing) = (0, 0);
     let mut rcodes = [0usize; 16];
+    let (mut fast, mut general, mut fast_taken) = (Vec::new(), Vec::new(), 0);
     for i in 0..CASES {
         let q = case(&mut rng, i);
         let state = &states[i % states.len()];
@@ -390,6 +393,21 @@ fn answer_datagram_keeps_its_invariants() {
             ));
             continue;
         }
+        // Differential: what the fast path answers, the general path answers alike.
+        let snap = state.load();
+        let rnd = rng.0;
+        if gslbd::fast::answer(&q, src, &snap, false, rnd, || 0, &mut fast) {
+            fast_taken += 1;
+            gslbd::server::answer_general(&q, src, &snap, false, rnd, &mut general);
+            if let Err(e) = compare::same_reply(&fast, &general) {
+                failures.push(format!(
+                    "case {i} (seed {SEED:#x}) from {src}: fast and general paths differ: {e}\n  \
+                     query {}",
+                    hex(&q)
+                ));
+                continue;
+            }
+        }
         if out.len() < 12 {
             silent += 1;
             continue;
@@ -401,7 +419,8 @@ fn answer_datagram_keeps_its_invariants() {
     let took = started.elapsed();
     eprintln!(
         "{CASES} cases in {took:?}: {answered} answers, {truncated} truncated, {silent} silent, \
-         {known} with a known issue ({known_failing} still failing); by RCODE {rcodes:?}"
+         {known} with a known issue ({known_failing} still failing), {fast_taken} compared \
+         with the fast path; by RCODE {rcodes:?}"
     );
     assert!(
         failures.is_empty(),
@@ -413,6 +432,10 @@ fn answer_datagram_keeps_its_invariants() {
         known == 0 || known_failing > 0,
         "the known issues of invariants::known_issue no longer reproduce: \
          delete their arms in fuzz/src/invariants.rs so these inputs are checked again"
+    );
+    assert!(
+        fast_taken > CASES / 20,
+        "only {fast_taken} cases took the fast path"
     );
     // The generator must reach the interesting paths, not only FORMERR.
     assert!(
