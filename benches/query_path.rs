@@ -76,25 +76,10 @@ fn cases() -> [(&'static str, Vec<u8>); 3] {
     ]
 }
 
-/// A fixed-seed xorshift64*: the same inputs on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn byte(&mut self) -> u8 {
-        (self.next() >> 56) as u8
-    }
-}
+// A fixed-seed xorshift64*, shared with tests/it/fuzzish.rs: the same inputs on every run.
+#[path = "../tests/support/rng.rs"]
+mod rng;
+use rng::Rng;
 
 /// Client /24s like `bench/run.py`'s `ecs_queries`: networks of `geoip/sample.csv` from
 /// every continent (weighted), and a quarter from space not in the database.
@@ -118,7 +103,7 @@ fn mix_subnets(n: usize) -> Vec<Ipv4Addr> {
     let mut rng = Rng(7);
     (0..n)
         .map(|_| {
-            let mut pick = rng.below(total);
+            let mut pick = rng.below(total as usize) as u64;
             let (prefix, _) = pools
                 .iter()
                 .find(|(_, w)| {

@@ -33,38 +33,10 @@ mod invariants;
 const CASES: usize = 20_000;
 const SEED: u64 = 0x5EED_F00D_CAFE_D00D;
 
-/// xorshift64*: deterministic, so a failing case replays.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in `0..n` (n > 0).
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
-
-    fn byte(&mut self) -> u8 {
-        self.next() as u8
-    }
-
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.byte()).collect()
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
+// xorshift64*, shared with the benchmarks: deterministic, so a failing case replays.
+#[path = "../support/rng.rs"]
+mod rng;
+use rng::Rng;
 
 /// Names of every kind the test zone and config have, with a type to ask.
 const QUESTIONS: &[(&str, u16)] = &[

@@ -47,6 +47,17 @@ impl Deployment {
     }
 }
 
+/// Runs `cmd` and asserts that it succeeded, showing its stderr when not.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("run gslbd");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Runs `gslbd check --config PATH`.
 pub fn check(config: &Path) -> Output {
     Command::new(gslbd_bin())

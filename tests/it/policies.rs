@@ -10,7 +10,7 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
 use crate::dns::{self, query};
-use crate::harness::{Deployment, Gslbd, gslbd_bin};
+use crate::harness::{Deployment, Gslbd, gslbd_bin, run_ok};
 
 const CSV: &str = "\
 network,continent,country,subdivision,lat,lon
@@ -81,17 +81,12 @@ fn start_with(config: &str) -> (Gslbd, Deployment) {
     let dep = Deployment::new(config, &[("gslb.test.zone", ZONE)]);
     let csv = dep.dir.path().join("geo.csv");
     std::fs::write(&csv, CSV).unwrap();
-    let out = Command::new(gslbd_bin())
-        .args(["geoip", "build", "--csv"])
-        .arg(&csv)
-        .arg("--out")
-        .arg(dep.dir.path().join("geo.mmdb"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new(gslbd_bin())
+            .args(["geoip", "build", "--csv"])
+            .arg(&csv)
+            .arg("--out")
+            .arg(dep.dir.path().join("geo.mmdb")),
     );
     (dep.start(), dep)
 }
@@ -257,17 +252,12 @@ fn weighted_splits_answers_and_sticky_keeps_subnets() {
 fn explain_tells_why() {
     let (_s, dep) = start();
     let run = |args: &[&str]| {
-        let out = Command::new(gslbd_bin())
-            .arg("explain")
-            .arg("--config")
-            .arg(dep.config())
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = run_ok(
+            Command::new(gslbd_bin())
+                .arg("explain")
+                .arg("--config")
+                .arg(dep.config())
+                .args(args),
         );
         String::from_utf8(out.stdout).unwrap()
     };
