@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use crate::geo::Code;
+
 /// Index of a region in [`Model::regions`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RegionId(pub u16);
@@ -271,7 +273,7 @@ pub struct DynRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Policy {
     /// By client location.
-    Geo(GeoRules),
+    Geo(Box<GeoRules>),
     /// Lowest estimated RTT.
     Latency,
     /// Shares by weight.
@@ -310,6 +312,80 @@ pub struct GeoRules {
     pub cidr: Vec<(IpNet, Vec<RegionId>)>,
     /// When nothing else matches.
     pub default: Option<Vec<RegionId>>,
+    /// The rules compiled for the query path ([`GeoRules::compile`]).
+    pub compiled: Compiled,
+}
+
+/// [`GeoRules`] compiled for the query path: codes as inline [`Code`]s in sorted tables,
+/// and every rule's whole ranking (its list, then the record's other candidates)
+/// prebuilt, so ranking a client is a few comparisons and one copy. Derived data: it
+/// takes no part in comparing rules.
+#[derive(Debug, Clone, Default)]
+pub struct Compiled {
+    /// `(code, index into orders)`, sorted by code.
+    pub subdivision: Vec<(Code, u16)>,
+    /// As `subdivision`, by country.
+    pub country: Vec<(Code, u16)>,
+    /// As `subdivision`, by continent.
+    pub continent: Vec<(Code, u16)>,
+    /// Index into `orders` per `cidr` rule, in the same order.
+    pub cidr: Vec<u16>,
+    /// The ranking when no rule matches: `default` then the rest, or the record's order.
+    pub fallback: u16,
+    /// Whole rankings.
+    pub orders: Vec<Box<[RegionId]>>,
+}
+
+impl PartialEq for Compiled {
+    fn eq(&self, _: &Compiled) -> bool {
+        true
+    }
+}
+
+impl Compiled {
+    /// The prebuilt ranking of a code in `table`, if the table has the code.
+    pub fn find(&self, table: &[(Code, u16)], code: Code) -> Option<&[RegionId]> {
+        let i = table.binary_search_by(|(c, _)| c.cmp(&code)).ok()?;
+        self.orders.get(usize::from(table[i].1)).map(|o| &o[..])
+    }
+
+    /// The prebuilt ranking number `i`.
+    pub fn order(&self, i: u16) -> &[RegionId] {
+        self.orders.get(usize::from(i)).map_or(&[], |o| &o[..])
+    }
+}
+
+impl GeoRules {
+    /// Builds [`GeoRules::compiled`] for a record whose candidates are `regions`. Rules
+    /// are only built by the config loader, which calls this once they are complete.
+    pub fn compile(&mut self, regions: &[RegionId]) {
+        let mut c = Compiled::default();
+        let mut add = |list: &[RegionId]| {
+            let mut order = list.to_vec();
+            order.extend(regions.iter().filter(|r| !list.contains(r)));
+            c.orders.push(order.into_boxed_slice());
+            u16::try_from(c.orders.len() - 1).unwrap_or(u16::MAX)
+        };
+        let mut table = |map: &BTreeMap<String, Vec<RegionId>>| {
+            let mut t: Vec<(Code, u16)> = map
+                .iter()
+                .filter_map(|(code, list)| Some((Code::new(code)?, add(list))))
+                .collect();
+            t.sort_by_key(|e| e.0);
+            t
+        };
+        let subdivision = table(&self.subdivision);
+        let country = table(&self.country);
+        let continent = table(&self.continent);
+        let cidr = self.cidr.iter().map(|(_, list)| add(list)).collect();
+        let fallback = add(self.default.as_deref().unwrap_or(regions));
+        c.subdivision = subdivision;
+        c.country = country;
+        c.continent = continent;
+        c.cidr = cidr;
+        c.fallback = fallback;
+        self.compiled = c;
+    }
 }
 
 /// `[latency]`: measured RTTs in milliseconds from client networks to regions.

@@ -148,7 +148,7 @@ fn one(
                 // contract's own example sends US-CA to a region outside `regions`.
                 None,
             )
-            .map(Policy::Geo),
+            .map(|rules| Policy::Geo(Box::new(rules))),
         },
         "latency" => Some(Policy::Latency),
         "failover" => Some(Policy::Failover),
@@ -161,12 +161,17 @@ fn one(
     if !ok {
         return None;
     }
+    let mut policy = policy?;
+    let regions = candidates?;
+    if let Policy::Geo(rules) = &mut policy {
+        rules.compile(&regions);
+    }
     Some(DynRecord {
         name: String::new(),
         pos: Pos::default(),
-        policy: policy?,
+        policy,
         ttl: ttl?,
-        regions: candidates?,
+        regions,
         when_all_down: when_all_down?,
     })
 }

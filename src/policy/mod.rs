@@ -151,7 +151,7 @@ pub fn rank(
             rule: Rule::Failover,
             rtt: Rtts::new(),
         },
-        Policy::Geo(rules) => geo::rank(rules, rec, client, loc),
+        Policy::Geo(rules) => geo::rank(rules, client, loc),
         Policy::Latency => latency::rank(model, health, rec, client, loc),
         Policy::Weighted { weights, sticky } => weighted::rank(rec, weights, *sticky, client, rnd),
     }
@@ -198,13 +198,6 @@ pub fn select(
         pick,
         all_down: !any_usable,
     }
-}
-
-/// `list` followed by the regions of `rest` it does not contain, in `rest`'s order.
-fn then_rest(list: &[RegionId], rest: &[RegionId]) -> Order {
-    let mut order = Order::from_slice(list);
-    order.extend(rest.iter().filter(|r| !list.contains(r)).copied());
-    order
 }
 
 /// The ECS scope of an answer that holds for the client's `/base` network, given that

@@ -135,7 +135,7 @@ fn most_specific_rule_wins_and_the_rest_follow_in_record_order() {
         ),
     ];
     for (addr, l, want, rule, scope) in table {
-        let r = geo::rank(rules, rec, &client(addr), l);
+        let r = geo::rank(rules, &client(addr), l);
         assert_eq!(names(&m, &r.order), *want, "{addr}");
         let got = match r.rule {
             Rule::Cidr(n) => format!("cidr {n}"),
@@ -161,7 +161,6 @@ fn scope_is_long_enough_to_exclude_nearby_cidr_rules() {
     // cached for the /16 would wrongly cover the rule's /24, so the scope must be 24.
     let r = geo::rank(
         rules,
-        rec,
         &client("203.0.112.7"),
         &loc("AS", "JP", "", "203.0.0.0/16"),
     );
@@ -170,7 +169,6 @@ fn scope_is_long_enough_to_exclude_nearby_cidr_rules() {
     // Inside the /24 but outside its /25 exception: scope 25, not 24.
     let r = geo::rank(
         rules,
-        rec,
         &client("203.0.113.1"),
         &loc("", "", "", "203.0.0.0/16"),
     );
@@ -188,7 +186,6 @@ fn without_rules_for_locations_the_scope_ignores_the_database() {
     };
     let r = geo::rank(
         rules,
-        rec,
         &client("81.2.69.1"),
         &loc("EU", "GB", "", "81.2.69.0/24"),
     );
@@ -207,7 +204,6 @@ fn without_rules_for_locations_the_scope_ignores_the_database() {
     };
     let r = geo::rank(
         rules,
-        rec,
         &client("81.2.69.1"),
         &loc("EU", "GB", "", "81.2.69.0/24"),
     );
