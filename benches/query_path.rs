@@ -162,9 +162,13 @@ fn config() -> Criterion {
 fn parse(c: &mut Criterion) {
     let mut g = c.benchmark_group("parse");
     for (name, msg) in cases() {
-        assert!(gslbd::fast::query::parse(&msg).is_some(), "{name}: fast");
+        let mut key = [0; gslbd::fast::query::MAX_NAME];
+        assert!(
+            gslbd::fast::query::parse(&msg, &mut key).is_some(),
+            "{name}: fast"
+        );
         g.bench_function(format!("fast/{name}"), |b| {
-            b.iter(|| gslbd::fast::query::parse(black_box(&msg)).map(|q| q.qtype))
+            b.iter(|| gslbd::fast::query::parse(black_box(&msg), &mut key).map(|q| q.qtype))
         });
     }
     let [(name, msg), ..] = cases();
@@ -182,7 +186,8 @@ fn classify(c: &mut Criterion) {
     let wire = snap.zones.wire();
     let mut g = c.benchmark_group("classify");
     for (name, msg) in cases() {
-        let q = gslbd::fast::query::parse(&msg).unwrap();
+        let mut key = [0; gslbd::fast::query::MAX_NAME];
+        let q = gslbd::fast::query::parse(&msg, &mut key).unwrap();
         match (name, wire.lookup(q.key(), q.qtype)) {
             ("geo_ecs", Lookup::Dynamic(..))
             | ("static", Lookup::Static(_))

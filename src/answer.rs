@@ -342,7 +342,7 @@ fn picked_addresses(
         }
         Pick::Nothing => {}
     }
-    if !addrs.is_empty() {
+    if addrs.len() > 1 {
         // Rotate so that clients which take the first address spread over all of them.
         // (`rnd` is also the weighted draw; the high bits keep the two independent.)
         let n = addrs.len() as u64;

@@ -13,7 +13,7 @@
 
 pub mod query;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use hickory_proto::rr::RecordType;
 
@@ -42,7 +42,8 @@ pub fn answer(
     now_ms: impl FnOnce() -> u64,
     out: &mut Vec<u8>,
 ) -> bool {
-    let Some(q) = query::parse(msg) else {
+    let mut name = [0; query::MAX_NAME];
+    let Some(q) = query::parse(msg, &mut name) else {
         return false;
     };
     let limit = if tcp {
@@ -171,18 +172,16 @@ fn copy(t: &Template, out: &mut Vec<u8>) -> [u16; 3] {
 
 /// One A or AAAA record owned by the question name (a pointer to offset 12).
 fn write_address(a: IpAddr, ttl: u32, out: &mut Vec<u8>) {
-    out.extend_from_slice(&[0xC0, 0x0C]);
+    let t = ttl.to_be_bytes();
     match a {
         IpAddr::V4(v4) => {
-            out.extend_from_slice(&[0, 1, 0, 1]);
-            out.extend_from_slice(&ttl.to_be_bytes());
-            out.extend_from_slice(&[0, 4]);
-            out.extend_from_slice(&v4.octets());
+            let o = v4.octets();
+            out.extend_from_slice(&[
+                0xC0, 0x0C, 0, 1, 0, 1, t[0], t[1], t[2], t[3], 0, 4, o[0], o[1], o[2], o[3],
+            ]);
         }
         IpAddr::V6(v6) => {
-            out.extend_from_slice(&[0, 28, 0, 1]);
-            out.extend_from_slice(&ttl.to_be_bytes());
-            out.extend_from_slice(&[0, 16]);
+            out.extend_from_slice(&[0xC0, 0x0C, 0, 28, 0, 1, t[0], t[1], t[2], t[3], 0, 16]);
             out.extend_from_slice(&v6.octets());
         }
     }
@@ -200,26 +199,34 @@ fn opt_len(edns: Option<&Edns>) -> usize {
 /// DO copied (RFC 3225), and the client's subnet echoed with the answer's scope (RFC 7871
 /// §7.2.1; scope 0 when the client sent source 0).
 fn write_opt(e: &Edns, scope: u8, out: &mut Vec<u8>) {
-    out.extend_from_slice(&[0, 0, 41]);
-    out.extend_from_slice(&e.payload.clamp(512, EDNS_UDP_PAYLOAD).to_be_bytes());
-    out.extend_from_slice(&[0, 0]);
-    out.extend_from_slice(&(if e.dnssec_ok { 0x8000u16 } else { 0 }).to_be_bytes());
+    // Written into one buffer, then appended once: owner, TYPE, CLASS (payload),
+    // TTL (extended RCODE, version, DO), RDLENGTH, and the ECS option.
+    let mut buf = [0u8; 11 + 8 + 16];
+    buf[2] = 41;
+    buf[3..5].copy_from_slice(&e.payload.clamp(512, EDNS_UDP_PAYLOAD).to_be_bytes());
+    if e.dnssec_ok {
+        buf[7] = 0x80;
+    }
     let Some(ecs) = e.ecs else {
-        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&buf[..11]);
         return;
     };
     let n = usize::from(ecs.source).div_ceil(8);
-    out.extend_from_slice(&((8 + n) as u16).to_be_bytes());
-    out.extend_from_slice(&[0, 8]);
-    out.extend_from_slice(&((4 + n) as u16).to_be_bytes());
-    let family: u16 = if ecs.addr.is_ipv4() { 1 } else { 2 };
-    out.extend_from_slice(&family.to_be_bytes());
-    let scope = if ecs.source == 0 { 0 } else { scope };
-    out.extend_from_slice(&[ecs.source, scope]);
-    match ecs.addr {
-        IpAddr::V4(a) => out.extend_from_slice(&a.octets()[..n]),
-        IpAddr::V6(a) => out.extend_from_slice(&a.octets()[..n]),
+    buf[9..11].copy_from_slice(&((8 + n) as u16).to_be_bytes());
+    buf[12] = 8;
+    buf[13..15].copy_from_slice(&((4 + n) as u16).to_be_bytes());
+    let (family, addr) = match ecs.addr {
+        IpAddr::V4(a) => (1, Ipv6Addr::from(u128::from(u32::from(a)) << 96).octets()),
+        IpAddr::V6(a) => (2, a.octets()),
+    };
+    buf[16] = family;
+    buf[17] = ecs.source;
+    buf[18] = if ecs.source == 0 { 0 } else { scope };
+    let len = 19 + n;
+    if let (Some(dst), Some(src)) = (buf.get_mut(19..len), addr.get(..n)) {
+        dst.copy_from_slice(src);
     }
+    out.extend_from_slice(buf.get(..len).unwrap_or(&buf));
 }
 
 #[cfg(test)]

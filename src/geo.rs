@@ -52,7 +52,7 @@ impl fmt::Debug for GeoDb {
 
 /// A short ASCII code (`EU`, `JP`, `US-CA`) stored inline, so locating a client
 /// allocates nothing.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Code {
     buf: [u8; 8],
     len: u8,
@@ -94,6 +94,19 @@ impl Code {
     pub fn as_str(&self) -> &str {
         // Only ASCII bytes are ever stored.
         std::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or("")
+    }
+}
+
+/// Alphabetical, compared as two integers: the geo rules' tables are searched with it.
+impl Ord for Code {
+    fn cmp(&self, other: &Code) -> std::cmp::Ordering {
+        (u64::from_be_bytes(self.buf), self.len).cmp(&(u64::from_be_bytes(other.buf), other.len))
+    }
+}
+
+impl PartialOrd for Code {
+    fn partial_cmp(&self, other: &Code) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 

@@ -8,11 +8,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use crate::answer::mask;
 
 /// The longest name in wire format (RFC 1035 §3.1).
-const MAX_NAME: usize = 255;
+pub const MAX_NAME: usize = 255;
+
+/// Room for a lower-cased question name, lent to [`parse`] by the caller.
+pub type NameBuf = [u8; MAX_NAME];
 
 /// A query the fast path can answer.
 #[derive(Debug)]
-pub struct Query<'m> {
+pub struct Query<'m, 'k> {
     /// Message ID.
     pub id: u16,
     /// The request's flag bits (second header word).
@@ -21,8 +24,7 @@ pub struct Query<'m> {
     pub question: &'m [u8],
     /// QTYPE.
     pub qtype: u16,
-    key: [u8; MAX_NAME],
-    key_len: usize,
+    key: &'k [u8],
     /// The OPT record, when present.
     pub edns: Option<Edns>,
 }
@@ -47,11 +49,11 @@ pub struct Ecs {
     pub addr: IpAddr,
 }
 
-impl Query<'_> {
+impl Query<'_, '_> {
     /// The question name in lower case, wire format: the key of
     /// [`crate::zone::wire::WireIndex`].
     pub fn key(&self) -> &[u8] {
-        &self.key[..self.key_len]
+        self.key
     }
 }
 
@@ -59,25 +61,20 @@ fn u16_at(msg: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*msg.get(at)?, *msg.get(at + 1)?]))
 }
 
-/// Parses `msg` when it is an everyday query (see the module doc).
-pub fn parse(msg: &[u8]) -> Option<Query<'_>> {
-    let id = u16_at(msg, 0)?;
-    let flags = u16_at(msg, 2)?;
-    // QR=0 (a query) and OPCODE=QUERY.
-    if flags & 0xF800 != 0 {
+/// Parses `msg` when it is an everyday query (see the module doc); the lower-cased
+/// name is written into `key`.
+pub fn parse<'m, 'k>(msg: &'m [u8], key: &'k mut NameBuf) -> Option<Query<'m, 'k>> {
+    let header: &[u8; 12] = msg.get(..12)?.try_into().ok()?;
+    let word = |i: usize| u16::from_be_bytes([header[i], header[i + 1]]);
+    let (id, flags) = (word(0), word(2));
+    // QR=0 (a query) and OPCODE=QUERY; one question, no answer or authority records, at
+    // most one additional (the OPT).
+    if flags & 0xF800 != 0 || word(4) != 1 || word(6) != 0 || word(8) != 0 || word(10) > 1 {
         return None;
     }
-    let (qd, an, ns, ar) = (
-        u16_at(msg, 4)?,
-        u16_at(msg, 6)?,
-        u16_at(msg, 8)?,
-        u16_at(msg, 10)?,
-    );
-    if qd != 1 || an != 0 || ns != 0 || ar > 1 {
-        return None;
-    }
-    // The name: copied as a whole, then lower-cased in place (one pass, vectorised).
-    let mut key = [0u8; MAX_NAME];
+    let ar = word(10);
+    // The name: its length found label by label, then copied and lower-cased in place
+    // (one pass, vectorised).
     let mut at = 12;
     loop {
         let len = usize::from(*msg.get(at)?);
@@ -91,17 +88,16 @@ pub fn parse(msg: &[u8]) -> Option<Query<'_>> {
         }
     }
     let name = msg.get(12..at)?;
-    let key_slot = key.get_mut(..name.len())?;
-    key_slot.copy_from_slice(name);
-    key_slot.make_ascii_lowercase();
-    let key_len = at - 12;
-    let qtype = u16_at(msg, at)?;
-    let qclass = u16_at(msg, at + 2)?;
+    let key = key.get_mut(..name.len())?;
+    key.copy_from_slice(name);
+    key.make_ascii_lowercase();
+    let question = msg.get(12..at + 4)?;
+    let qtype = u16::from_be_bytes([question[name.len()], question[name.len() + 1]]);
+    let qclass = u16::from_be_bytes([question[name.len() + 2], question[name.len() + 3]]);
     // Meta and pseudo types (ANY, AXFR, IXFR, OPT, TSIG...) have rules of their own.
     if qclass != 1 || qtype == 0 || qtype == 41 || (128..=255).contains(&qtype) {
         return None;
     }
-    let question = msg.get(12..at + 4)?;
     at += 4;
     let edns = if ar == 1 {
         let (edns, end) = opt(msg, at)?;
@@ -120,35 +116,28 @@ pub fn parse(msg: &[u8]) -> Option<Query<'_>> {
         question,
         qtype,
         key,
-        key_len,
         edns,
     })
 }
 
 /// Reads the OPT record at `at`; returns it and where it ends.
 fn opt(msg: &[u8], at: usize) -> Option<(Edns, usize)> {
-    // Root owner, TYPE OPT.
-    if *msg.get(at)? != 0 || u16_at(msg, at + 1)? != 41 {
+    let rr: &[u8; 11] = msg.get(at..at + 11)?.try_into().ok()?;
+    // Root owner, TYPE OPT; extended RCODE 0 and version 0 (a version above 0 gets
+    // BADVERS from the general path).
+    if rr[0] != 0 || rr[1..3] != [0, 41] || rr[5] != 0 || rr[6] != 0 {
         return None;
     }
-    let payload = u16_at(msg, at + 3)?;
-    let ext_rcode = *msg.get(at + 5)?;
-    let version = *msg.get(at + 6)?;
-    let flags = u16_at(msg, at + 7)?;
-    // Version > 0 gets BADVERS from the general path.
-    if ext_rcode != 0 || version != 0 {
-        return None;
-    }
-    let rdlen = usize::from(u16_at(msg, at + 9)?);
+    let payload = u16::from_be_bytes([rr[3], rr[4]]);
+    let dnssec_ok = rr[7] & 0x80 != 0;
     let start = at + 11;
-    let end = start + rdlen;
-    let rdata = msg.get(start..end)?;
+    let end = start + usize::from(u16::from_be_bytes([rr[9], rr[10]]));
+    let mut rdata = msg.get(start..end)?;
     let mut ecs = None;
-    let mut o = 0;
-    while o < rdata.len() {
-        let code = u16_at(rdata, o)?;
-        let len = usize::from(u16_at(rdata, o + 2)?);
-        let data = rdata.get(o + 4..o + 4 + len)?;
+    while let Some(head) = rdata.get(..4) {
+        let code = u16::from_be_bytes([head[0], head[1]]);
+        let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
+        let data = rdata.get(4..4 + len)?;
         match code {
             // A second ECS is ambiguous; leave it to the general path.
             8 if ecs.is_none() => ecs = Some(client_subnet(data)?),
@@ -158,12 +147,16 @@ fn opt(msg: &[u8], at: usize) -> Option<(Edns, usize)> {
             3 => return None,
             _ => {}
         }
-        o += 4 + len;
+        rdata = &rdata[4 + len..];
+    }
+    // A truncated option header is malformed.
+    if !rdata.is_empty() {
+        return None;
     }
     Some((
         Edns {
             payload,
-            dnssec_ok: flags & 0x8000 != 0,
+            dnssec_ok,
             ecs,
         },
         end,

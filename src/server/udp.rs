@@ -76,9 +76,55 @@ fn udp_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
     }
     // Best effort: the kernel caps it at net.core.rmem_max.
     let _ = s.set_recv_buffer_size(RECV_BUFFER);
+    #[cfg(target_os = "linux")]
+    ignore_path_mtu(&s, addr.is_ipv6())?;
     s.bind(&addr.into())?;
     s.set_read_timeout(Some(STOP_POLL))?;
     Ok(s.into())
+}
+
+/// Replies ignore path MTU information (`IP_PMTUDISC_OMIT`, as BIND, Knot, NSD and gdnsd
+/// set on their UDP sockets): a spoofed ICMP "fragmentation needed" can then not shrink
+/// the MTU towards a resolver to make our replies fragment, the opening of
+/// fragment-injection cache poisoning. Our replies are at most 1232 bytes, which every
+/// link carries whole; the kernel also skips the per-reply path MTU lookup. Kernels
+/// before 3.15 lack OMIT and get `IP_PMTUDISC_DONT`, which also ignores it.
+#[cfg(target_os = "linux")]
+fn ignore_path_mtu(s: &Socket, v6: bool) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (level, name, omit, dont) = if v6 {
+        (
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_OMIT,
+            libc::IPV6_PMTUDISC_DONT,
+        )
+    } else {
+        (
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_OMIT,
+            libc::IP_PMTUDISC_DONT,
+        )
+    };
+    let set = |value: libc::c_int| {
+        // SAFETY: a valid socket, and an int option passed with its true size.
+        let r = unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                level,
+                name,
+                std::ptr::from_ref(&value).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    };
+    set(omit).or_else(|_| set(dont))
 }
 
 /// Starts one thread per socket; they stop when `stop` is set.
@@ -182,6 +228,12 @@ mod batch {
     /// Datagrams per system call.
     pub(super) const SIZE: usize = 32;
 
+    /// Distance between two receive buffers: one cache line more than a buffer, so that
+    /// the datagrams of a batch (read mostly from their first bytes) start in different
+    /// cache sets. At a multiple of 4 KiB they would all fall in the same L1 set, and
+    /// each would evict the ones before it.
+    const STRIDE: usize = MAX_UDP_QUERY + 64;
+
     /// Receive buffers, source addresses and reply buffers for [`SIZE`] datagrams.
     pub(super) struct Batch {
         bufs: Vec<u8>,
@@ -199,7 +251,7 @@ mod batch {
             // all-zero bytes are a valid value.
             let (name, iov, hdr) = unsafe { (zeroed(), zeroed(), zeroed()) };
             Batch {
-                bufs: vec![0; SIZE * MAX_UDP_QUERY],
+                bufs: vec![0; SIZE * STRIDE],
                 lens: [0; SIZE],
                 names: vec![name; SIZE],
                 name_lens: [0; SIZE],
@@ -216,7 +268,7 @@ mod batch {
         pub(super) fn recv(&mut self, sock: &UdpSocket) -> io::Result<usize> {
             for i in 0..SIZE {
                 self.iovs[i] = libc::iovec {
-                    iov_base: self.bufs[i * MAX_UDP_QUERY..].as_mut_ptr().cast(),
+                    iov_base: self.bufs[i * STRIDE..].as_mut_ptr().cast(),
                     iov_len: MAX_UDP_QUERY,
                 };
                 let len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
@@ -262,7 +314,7 @@ mod batch {
                 let Some(src) = socket_addr(&self.names[i]) else {
                     continue;
                 };
-                let start = i * MAX_UDP_QUERY;
+                let start = i * STRIDE;
                 f(&self.bufs[start..start + self.lens[i]], src, out);
             }
         }
@@ -353,6 +405,46 @@ mod batch {
                 )))
             }
             _ => None,
+        }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use std::os::fd::AsRawFd;
+
+    use super::*;
+
+    /// The socket's `IP_MTU_DISCOVER` (or IPv6) setting.
+    fn mtu_discover(s: &UdpSocket, v6: bool) -> libc::c_int {
+        let (level, name) = if v6 {
+            (libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER)
+        } else {
+            (libc::IPPROTO_IP, libc::IP_MTU_DISCOVER)
+        };
+        let mut value: libc::c_int = -1;
+        let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: a valid socket; the value and its length point at a live int.
+        let r = unsafe {
+            libc::getsockopt(
+                s.as_raw_fd(),
+                level,
+                name,
+                std::ptr::from_mut(&mut value).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(r, 0, "{}", io::Error::last_os_error());
+        value
+    }
+
+    #[test]
+    fn replies_ignore_path_mtu() {
+        let v4 = udp_socket("127.0.0.1:0".parse().unwrap(), false).unwrap();
+        assert_eq!(mtu_discover(&v4, false), libc::IP_PMTUDISC_OMIT);
+        // Hosts without IPv6 cannot bind ::1; the setting is then moot.
+        if let Ok(v6) = udp_socket("[::1]:0".parse().unwrap(), false) {
+            assert_eq!(mtu_discover(&v6, true), libc::IPV6_PMTUDISC_OMIT);
         }
     }
 }
