@@ -11,8 +11,11 @@ Reported per workload: queries/s, queries per server-CPU-second (utime+stime of 
 server process from /proc/PID/stat before and after) and the kernel's share of it,
 average and p99 latency (from dnsperf -v), lost queries. When gdnsd is installed
 (apt-get install gdnsd dnsperf), it serves the same zone and the same continent map in
-the same run, the two servers taking turns run by run, and the table gets the
-gslbd/gdnsd ratio. With --repeat N the median run (by queries per CPU-second) is kept.
+the same run, the two servers taking turns run by run (A B, B A, ...), and the table
+gets the gslbd/gdnsd ratio. With --repeat N the median run of each server (by queries
+per CPU-second) is kept, and the ratio column gives the median of the N side-by-side
+rounds with their range: on a shared VM the same server varies by ±10 % from one run
+to the next, and pairing runs made a few seconds apart cancels the slow part of that.
 Both read geoip/sample.mmdb (or --geoip FILE, e.g. a full country or City database);
 neither runs health checks, so both measure the query path only. Needs Linux, python3, taskset, dnsperf.
 """
@@ -224,9 +227,10 @@ def measure(proc: subprocess.Popen, port: int, qfile: Path, binary: bool, second
 
 
 def run_all(servers: list, qdir: Path, seconds: int, repeat: int) -> dict:
-    """Every workload on every server, the servers taking turns run by run, so that
-    noise on a shared machine falls on both; of each server's runs the median by
-    queries per CPU-second is kept."""
+    """Every workload on every server, the servers taking turns run by run (A B, then
+    B A, ...), so that noise on a shared machine falls on both; of each server's runs the
+    median by queries per CPU-second is kept, and for gdnsd's workloads the ratios of the
+    runs made side by side (round by round) are kept too."""
     procs = {}
     try:
         for name, cmd, port in servers:
@@ -235,20 +239,32 @@ def run_all(servers: list, qdir: Path, seconds: int, repeat: int) -> dict:
         for wname, _, binary, gdnsd_ok in WORKLOADS:
             qfile = qdir / (wname + (".bin" if binary else ".txt"))
             runs = {name: [] for name in procs}
-            for _ in range(repeat):
-                for name, _, port in servers:
+            ratios = []
+            for i in range(repeat):
+                order = servers if i % 2 == 0 else servers[::-1]
+                got = {}
+                for name, _, port in order:
                     if name == "gdnsd" and not gdnsd_ok:
                         continue
-                    runs[name].append(measure(procs[name], port, qfile, binary, seconds))
+                    got[name] = measure(procs[name], port, qfile, binary, seconds)
+                    runs[name].append(got[name])
+                if "gslbd" in got and "gdnsd" in got:
+                    ratios.append(got["gslbd"]["per_cpu_s"] / got["gdnsd"]["per_cpu_s"])
             for name, rs in runs.items():
                 if not rs:
                     continue
                 rs.sort(key=lambda r: r["per_cpu_s"])
                 best = rs[len(rs) // 2]
+                if name == "gslbd" and ratios:
+                    ratios.sort()
+                    best["ratios"] = ratios
                 results[name][wname] = best
                 print(f"  {name:6} {wname:12} {best['qps']:10.0f} q/s  {best['per_cpu_s']:10.0f} q/cpu-s  "
                       f"sys {100 * best['sys_share']:.0f} %  avg {best['avg_ms']:.3f} ms  "
                       f"p99 {best['p99_ms']:.3f} ms  lost {best['lost']}", file=sys.stderr)
+            if ratios:
+                print(f"  gslbd/gdnsd per CPU-s, round by round: {' '.join(f'{r:.2f}' for r in ratios)}",
+                      file=sys.stderr)
         return results
     finally:
         for proc in procs.values():
@@ -296,7 +312,7 @@ def main() -> None:
             else:
                 print("gdnsd not installed: apt-get install gdnsd to compare", file=sys.stderr)
         results = run_all(servers, qdir, args.seconds, args.repeat)
-    print("\n| workload | server | queries/s | queries per server-CPU-s | kernel share of CPU | avg ms | p99 ms | lost | gslbd/gdnsd (per CPU-s) |")
+    print("\n| workload | server | queries/s | queries per server-CPU-s | kernel share of CPU | avg ms | p99 ms | lost | gslbd/gdnsd per CPU-s: median round (range) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for wname, *_ in WORKLOADS:
         for name in results:
@@ -304,8 +320,10 @@ def main() -> None:
             if not r:
                 continue
             ratio = ""
-            if name == "gslbd" and wname in results.get("gdnsd", {}):
-                ratio = f"{r['per_cpu_s'] / results['gdnsd'][wname]['per_cpu_s']:.2f}"
+            if r.get("ratios"):
+                rs = r["ratios"]
+                mid = rs[len(rs) // 2] if len(rs) % 2 else (rs[len(rs) // 2 - 1] + rs[len(rs) // 2]) / 2
+                ratio = f"{mid:.2f} ({rs[0]:.2f}–{rs[-1]:.2f})" if len(rs) > 1 else f"{mid:.2f}"
             print(f"| {wname} | {name} | {r['qps']:.0f} | {r['per_cpu_s']:.0f} | {100 * r['sys_share']:.0f} % | "
                   f"{r['avg_ms']:.3f} | {r['p99_ms']:.3f} | {r['lost']} | {ratio} |")
 
