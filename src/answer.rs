@@ -18,7 +18,7 @@ use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
 use smallvec::SmallVec;
 
 use crate::geo::Location;
-use crate::model::{RecordId, RegionId};
+use crate::model::{Policy, RecordId, RegionId};
 use crate::policy::{self, Client, Decision, Family, Pick};
 use crate::snapshot::Snapshot;
 use crate::zone::{DynamicStep, Rcode, Resolution};
@@ -238,8 +238,16 @@ pub fn dynamic_addresses(
 ) -> Dynamic {
     let model = &snap.model;
     let rec = &model.records[record.index()];
-    // One GeoIP lookup per query, and only for policies that use it.
-    let location = match (&snap.geo, rec.policy.needs_location()) {
+    // A geo record with a compiled map needs no GeoIP lookup (but `explain` shows the
+    // location); otherwise one per query, and only for policies that use it.
+    let map = match (&rec.policy, snap.geo_map(record)) {
+        (Policy::Geo(rules), Some(map)) => Some((&**rules, map)),
+        _ => None,
+    };
+    let location = match (
+        &snap.geo,
+        rec.policy.needs_location() && (map.is_none() || trace),
+    ) {
         (Some(db), true) => db.locate(client.addr),
         _ => Location::default(),
     };
@@ -253,7 +261,16 @@ pub fn dynamic_addresses(
     let mut last = None;
     let mut picked = None;
     for &family in families {
-        let decision = policy::select(model, &snap.health, rec, client, &location, family, rnd);
+        let decision = match map {
+            Some((rules, map)) => policy::choose(
+                model,
+                &snap.health,
+                rec,
+                map.rank(rules, client.addr),
+                family,
+            ),
+            None => policy::select(model, &snap.health, rec, client, &location, family, rnd),
+        };
         scope = scope.max(decision.ranking.scope);
         let addrs = picked_addresses(&decision, snap, family, rnd);
         addrs.iter().copied().for_each(&mut emit);

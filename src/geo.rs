@@ -305,6 +305,72 @@ impl GeoDb {
     }
 }
 
+impl GeoDb {
+    /// Calls `f(first address, prefix length, location)` for every network of one
+    /// family, in address order, networks without data included, so that together they
+    /// cover the family's whole address space. Addresses are integers (IPv4 in the low
+    /// 32 bits). For IPv6 the IPv4 part of the tree (`::a.b.c.d`) and its aliases
+    /// (`::ffff:0:0/96`, 6to4 and Teredo) come out where a lookup finds them. Records
+    /// are decoded once each. An IPv4-only database has no IPv6 networks: nothing is
+    /// called.
+    pub fn networks(&self, v6: bool, f: impl FnMut(u128, u8, &Location)) -> Result<(), String> {
+        match &self.reader {
+            Source::Read(r) => networks(r, v6, f),
+            Source::Mapped(r) => networks(r, v6, f),
+        }
+        .map_err(|e| format!("{}: {e}", self.path.display()))
+    }
+}
+
+fn networks<S: AsRef<[u8]>>(
+    reader: &maxminddb::Reader<S>,
+    v6: bool,
+    mut f: impl FnMut(u128, u8, &Location),
+) -> Result<(), maxminddb::MaxMindDbError> {
+    use maxminddb::WithinOptions;
+    let options = WithinOptions::default().include_networks_without_data();
+    let (all, options) = if v6 {
+        if reader.metadata().ip_version != 6 {
+            return Ok(());
+        }
+        ("::/0", options.include_aliased_networks())
+    } else {
+        ("0.0.0.0/0", options)
+    };
+    let all = all
+        .parse()
+        .map_err(|_| maxminddb::MaxMindDbError::invalid_input("network"))?;
+    let mut decoded: std::collections::HashMap<usize, Location> = std::collections::HashMap::new();
+    for item in reader.within(all, options)? {
+        let item = item?;
+        let net = item.network()?;
+        let (start, prefix) = match (net.network(), v6) {
+            (IpAddr::V4(a), false) => (u128::from(u32::from(a)), net.prefix()),
+            // The IPv4 subtree of an IPv6 database, seen from IPv6: `::a.b.c.d/96+p`.
+            (IpAddr::V4(a), true) => (u128::from(u32::from(a)), 96 + net.prefix()),
+            (IpAddr::V6(a), true) => (u128::from(a), net.prefix()),
+            (IpAddr::V6(_), false) => continue,
+        };
+        let mut loc = match item.offset() {
+            Some(offset) => match decoded.get(&offset) {
+                Some(loc) => *loc,
+                None => {
+                    let loc = match item.decode::<Record<'_>>() {
+                        Ok(Some(rec)) => decoded_location(rec),
+                        _ => Location::default(),
+                    };
+                    decoded.insert(offset, loc);
+                    loc
+                }
+            },
+            None => Location::default(),
+        };
+        loc.network = Some((net.network(), net.prefix()));
+        f(start, prefix, &loc);
+    }
+    Ok(())
+}
+
 /// Per-thread cache of whole lookups, placed by client subnet (/24 for IPv4, /48 for
 /// IPv6) in a two-way set: an entry answers for an address when the database network
 /// it holds contains the address, since every address of a database network has the
@@ -385,7 +451,7 @@ fn locate<S: AsRef<[u8]>>(reader: &maxminddb::Reader<S>, db: usize, addr: IpAddr
         let Ok(Some(rec)) = result.decode::<Record<'_>>() else {
             return Location::default();
         };
-        decoded(rec)
+        decoded_location(rec)
     });
     loc.network = network;
     loc
@@ -411,7 +477,7 @@ fn cached(db: usize, offset: usize, decode: impl FnOnce() -> Location) -> Locati
 }
 
 /// The location fields of a decoded record.
-fn decoded(rec: Record<'_>) -> Location {
+fn decoded_location(rec: Record<'_>) -> Location {
     let mut loc = Location::default();
     {
         loc.continent = rec.continent.and_then(|c| c.code).and_then(Code::new);

@@ -343,12 +343,6 @@ impl PartialEq for Compiled {
 }
 
 impl Compiled {
-    /// The prebuilt ranking of a code in `table`, if the table has the code.
-    pub fn find(&self, table: &[(Code, u16)], code: Code) -> Option<&[RegionId]> {
-        let i = table.binary_search_by(|(c, _)| c.cmp(&code)).ok()?;
-        self.orders.get(usize::from(table[i].1)).map(|o| &o[..])
-    }
-
     /// The prebuilt ranking number `i`.
     pub fn order(&self, i: u16) -> &[RegionId] {
         self.orders.get(usize::from(i)).map_or(&[], |o| &o[..])

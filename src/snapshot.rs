@@ -7,13 +7,16 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use tracing::{debug, warn};
 
 use crate::config;
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::geo::GeoDb;
 use crate::health::Health;
 use crate::metrics::{AnswerCounters, QueryCounters};
-use crate::model::Model;
+use crate::model::{GeoRules, Model, Policy, RecordId};
+use crate::policy::geo;
+use crate::policy::geomap::GeoMap;
 use crate::rrl::{DEFAULT_TABLE_SIZE, Limiter};
 use crate::zone::{Zones, file};
 
@@ -29,6 +32,9 @@ pub struct Snapshot {
     pub health: Arc<Health>,
     /// The GeoIP database, when `server.geoip` is set.
     pub geo: Option<Arc<GeoDb>>,
+    /// Per dynamic record (by index), its geo rules compiled against `geo`, when it has
+    /// rules that look at locations ([`GeoMap`]).
+    pub geo_maps: Arc<[Option<Arc<GeoMap>>]>,
     /// Query counters: one set per process, handed from snapshot to snapshot.
     pub queries: Arc<QueryCounters>,
     /// Answers by dynamic record and region, laid out for this model.
@@ -59,6 +65,9 @@ impl Snapshot {
         };
         let files = file::load_dir(&model.server.zones)?;
         let mut snap = Snapshot::build(model, files)?;
+        if let Some(db) = &geo {
+            snap.geo_maps = compile_geo(&snap.model, db);
+        }
         snap.geo = geo;
         Ok(snap)
     }
@@ -77,14 +86,63 @@ impl Snapshot {
             zones: Arc::new(zones),
             health: Arc::new(health),
             geo: None,
+            geo_maps: Arc::new([]),
             queries: Arc::new(QueryCounters::default()),
             answers: Arc::new(answers),
             rrl,
         })
     }
 
+    /// The compiled geo map of a dynamic record, if it has one.
+    pub fn geo_map(&self, record: RecordId) -> Option<&GeoMap> {
+        self.geo_maps.get(record.index()).and_then(|m| m.as_deref())
+    }
+
     /// Wraps the snapshot for sharing with the query path.
     pub fn into_shared(self) -> Shared {
         Arc::new(ArcSwap::from_pointee(self))
     }
+}
+
+/// Compiles the geo rules of every record that looks at locations against `db`; records
+/// with equal rules share one map. A record whose rules cannot be compiled (a database
+/// whose networks do not tile the address space, or a map too large) is logged and
+/// keeps ranking through GeoIP lookups.
+fn compile_geo(model: &Model, db: &GeoDb) -> Arc<[Option<Arc<GeoMap>>]> {
+    let started = std::time::Instant::now();
+    let mut built: Vec<(&GeoRules, Arc<GeoMap>)> = Vec::new();
+    let maps = model
+        .records
+        .iter()
+        .map(|rec| {
+            let Policy::Geo(rules) = &rec.policy else {
+                return None;
+            };
+            if !geo::by_location(rules) {
+                return None;
+            }
+            if let Some((_, map)) = built.iter().find(|(r, _)| *r == &**rules) {
+                return Some(map.clone());
+            }
+            match GeoMap::build(db, rules) {
+                Ok(map) => {
+                    let map = Arc::new(map);
+                    built.push((rules, map.clone()));
+                    Some(map)
+                }
+                Err(e) => {
+                    warn!(record = %rec.name, "geo rules not compiled ({e}): ranking through GeoIP lookups");
+                    None
+                }
+            }
+        })
+        .collect();
+    let nodes: usize = built.iter().map(|(_, m)| m.nodes().0 + m.nodes().1).sum();
+    debug!(
+        maps = built.len(),
+        nodes,
+        ms = started.elapsed().as_millis() as u64,
+        "geo rules compiled"
+    );
+    maps
 }

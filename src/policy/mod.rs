@@ -6,6 +6,7 @@
 
 pub mod failover;
 pub mod geo;
+pub mod geomap;
 pub mod latency;
 pub mod weighted;
 
@@ -167,7 +168,23 @@ pub fn select(
     family: Family,
     rnd: u64,
 ) -> Decision {
-    let ranking = rank(model, health, rec, client, loc, rnd);
+    choose(
+        model,
+        health,
+        rec,
+        rank(model, health, rec, client, loc, rnd),
+        family,
+    )
+}
+
+/// Filters `ranking` by health and applies `when_all_down` ([`select`] after ranking).
+pub fn choose(
+    model: &Model,
+    health: &Health,
+    rec: &DynRecord,
+    ranking: Ranking,
+    family: Family,
+) -> Decision {
     let serves = |id: &RegionId| has_family(model.region(*id), family);
     let usable = |id: &&RegionId| health.serves(model.region(**id), **id, family);
     if let Some(&id) = ranking.order.iter().find(usable) {

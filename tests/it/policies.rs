@@ -110,16 +110,20 @@ fn geo_answers_by_client_subnet_with_the_matched_scope() {
     let www = "www.gslb.test.";
     // (subnet, type, answer, scope)
     let table: &[(&str, RecordType, &[&str], u8)] = &[
-        ("81.2.69.0/24", RecordType::A, &["192.0.2.20"], 24), // EU (continent)
-        ("81.2.5.0/24", RecordType::A, &["192.0.2.20"], 18), // EU, the /16 row: the DB splits it around the /24 (scope 18)
+        // EU (continent): all of 81.2.0.0/16 is EU in the DB (the /24 inside it only adds
+        // a subdivision no rule asks for), and the space around it is not in the DB.
+        ("81.2.69.0/24", RecordType::A, &["192.0.2.20"], 16),
+        ("81.2.5.0/24", RecordType::A, &["192.0.2.20"], 16), // EU, the /16 row
         ("1.0.16.0/24", RecordType::A, &["192.0.2.30"], 24), // AS
         ("175.16.199.0/24", RecordType::A, &["192.0.2.10"], 24), // CN beats AS
         ("8.8.8.0/24", RecordType::A, &["192.0.2.40"], 24),  // US-CA beats country and continent
         ("198.51.100.0/24", RecordType::A, &["192.0.2.30"], 24), // cidr rule, not in the DB
-        ("103.1.1.0/24", RecordType::A, &["192.0.2.10"], 24), // OC: no rule, default
+        // OC: no rule, default, like every address of 96.0.0.0/3 (nothing else of the
+        // DB is in it): one answer for the whole /3.
+        ("103.1.1.0/24", RecordType::A, &["192.0.2.10"], 3),
         ("2001:218::/32", RecordType::AAAA, &["2001:db8:30::1"], 32), // IPv6, AS
         ("2a02:d3c0::/32", RecordType::AAAA, &["2001:db8:20::1"], 29), // IPv6, EU
-        ("2001:218::/32", RecordType::A, &["192.0.2.30"], 32), // an IPv6 client asking for A
+        ("2001:218::/32", RecordType::A, &["192.0.2.30"], 32),        // an IPv6 client asking for A
     ];
     for (subnet, t, want, scope) in table {
         let (got, got_scope) = ask(&s, www, *t, subnet);
@@ -137,9 +141,10 @@ fn a_memory_mapped_database_answers_the_same() {
     assert_ne!(config, CONFIG);
     let (s, _dep) = start_with(&config);
     assert!(maps_geo_mmdb(&s), "geo.mmdb is mapped");
-    // EU by continent, scope from the DB's /24; then IPv6 (AS) and a client not in the DB.
+    // EU by continent, for all of the DB's 81.2.0.0/16; then IPv6 (AS) and a client not
+    // in the DB.
     let got = ask(&s, "www.gslb.test.", RecordType::A, "81.2.69.0/24");
-    assert_eq!(got, (vec!["192.0.2.20".to_string()], 24));
+    assert_eq!(got, (vec!["192.0.2.20".to_string()], 16));
     let got = ask(&s, "www.gslb.test.", RecordType::AAAA, "2001:218::/32");
     assert_eq!(got, (vec!["2001:db8:30::1".to_string()], 32));
     let (got, scope) = ask(&s, "www.gslb.test.", RecordType::A, "10.9.0.0/16");

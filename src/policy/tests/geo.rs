@@ -7,7 +7,7 @@ use super::super::*;
 use crate::geo::Code;
 use crate::model::Model;
 
-pub(super) const REGIONS: &str = r#"
+pub(in crate::policy) const REGIONS: &str = r#"
 [regions.us-east]
 addresses = ["192.0.2.10", "2001:db8:10::1"]
 location = { lat = 39.04, lon = -77.49 }
@@ -36,7 +36,7 @@ cidr."2001:db8:e0::/48" = ["eu-west"]
 default = ["us-east", "eu-west", "ap-south"]
 "#;
 
-pub(super) fn parse(text: &str) -> Model {
+pub(in crate::policy) fn parse(text: &str) -> Model {
     crate::config::parse(text, Path::new("gslb.toml")).unwrap_or_else(|e| panic!("{e}"))
 }
 

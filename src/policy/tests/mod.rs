@@ -1,6 +1,6 @@
 //! Table tests of ranking, health filtering and `when_all_down`, without network.
 
-mod geo;
+pub(super) mod geo;
 mod latency;
 mod weighted;
 
