@@ -115,11 +115,13 @@ fn at(spans: &[(u128, Outcome)], addr: u128) -> Outcome {
 
 /// A binary tree: node `i` has two children, each either another node or a leaf
 /// (`LEAF` set, the outcome's code below it). The root is node 0, unless the whole
-/// family has one outcome (`root_leaf`).
+/// family has one outcome (`root_leaf`). `top` skips the first 8 levels: by the first
+/// byte of the address, the node at depth 8, or the leaf met before it with its depth.
 #[derive(Debug)]
 struct Tree {
     nodes: Vec<[u32; 2]>,
     root_leaf: Option<u32>,
+    top: Vec<u32>,
 }
 
 const LEAF: u32 = 1 << 31;
@@ -134,9 +136,12 @@ fn encode(o: Outcome) -> u32 {
     }
 }
 
+/// Where a `top` entry keeps the depth of a leaf (at most 8).
+const DEPTH_SHIFT: u32 = 24;
+
 fn decode(v: u32) -> Outcome {
     let i = (v & 0xFFFF) as u16;
-    match (v & !LEAF) >> 16 {
+    match (v >> 16) & 0xFF {
         1 => Outcome::Cidr(i),
         2 => Outcome::Subdivision(i),
         3 => Outcome::Country(i),
@@ -150,10 +155,11 @@ impl Tree {
         let mut t = Tree {
             nodes: Vec::new(),
             root_leaf: None,
+            top: Vec::new(),
         };
         match t.node(spans, 0, 0, width)? {
             v if v & LEAF != 0 => t.root_leaf = Some(v),
-            _ => {}
+            _ => t.top = (0..256).map(|byte| t.descend(byte)).collect(),
         }
         Ok(t)
     }
@@ -190,18 +196,48 @@ impl Tree {
         Ok(at as u32)
     }
 
-    /// The outcome for `addr` and the depth of its leaf.
+    /// The `top` entry for a first byte: 8 levels down from the root.
+    fn descend(&self, byte: u32) -> u32 {
+        let mut node = 0usize;
+        for depth in 0..8 {
+            let next = self.nodes[node][((byte >> (7 - depth)) & 1) as usize];
+            if next & LEAF != 0 {
+                return next | (depth + 1) << DEPTH_SHIFT;
+            }
+            node = next as usize;
+        }
+        node as u32
+    }
+
+    /// The outcome for `addr` (the low `width` bits) and the depth of its leaf.
     fn lookup(&self, addr: u128, width: u32) -> (Outcome, u8) {
         if let Some(v) = self.root_leaf {
             return (decode(v), 0);
         }
-        let mut node = 0usize;
-        for depth in 0..width {
-            let bit = (addr >> (width - 1 - depth)) & 1;
+        // IPv4 walks with 32-bit shifts: the everyday case, kept cheap.
+        if width == 32 {
+            let addr = addr as u32;
+            return self.walk(32, addr >> 24, |depth| (addr >> (31 - depth)) & 1);
+        }
+        let first = (addr >> (width - 8)) as u32 & 0xFF;
+        self.walk(width, first, |depth| {
+            ((addr >> (width - 1 - depth)) & 1) as u32
+        })
+    }
+
+    fn walk(&self, width: u32, first: u32, bit: impl Fn(u32) -> u32) -> (Outcome, u8) {
+        let Some(&entry) = self.top.get(first as usize) else {
+            return (Outcome::Fallback, 0);
+        };
+        if entry & LEAF != 0 {
+            return (decode(entry), (entry >> DEPTH_SHIFT & 0xF) as u8);
+        }
+        let mut node = entry as usize;
+        for depth in 8..width {
             let Some(children) = self.nodes.get(node) else {
                 break;
             };
-            let next = children[bit as usize];
+            let next = children[(bit(depth) & 1) as usize];
             if next & LEAF != 0 {
                 return (decode(next), (depth + 1) as u8);
             }
