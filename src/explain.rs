@@ -350,7 +350,23 @@ impl fmt::Display for Explanation {
             row(f, "ttl", &d.ttl.to_string())?;
         }
         match (self.ecs_scope, &self.subnet) {
-            (Some(s), Some(_)) => row(f, "ecs scope", &format!("/{s}"))?,
+            (Some(s), Some(sent)) => {
+                // Say which network the answer holds for (a resolver may cache it for
+                // all of it): with geo rules compiled, often wider than the subnet sent.
+                let holds = sent
+                    .parse::<IpNet>()
+                    .ok()
+                    .and_then(|n| IpNet::new(n.addr(), s).ok())
+                    .map(|n| n.trunc());
+                match holds {
+                    Some(n) if s > 0 => row(
+                        f,
+                        "ecs scope",
+                        &format!("/{s} (the answer holds for all of {n})"),
+                    )?,
+                    _ => row(f, "ecs scope", &format!("/{s}"))?,
+                }
+            }
             _ => row(f, "ecs scope", "- (no subnet sent; add --subnet CIDR)")?,
         }
         Ok(())

@@ -280,7 +280,7 @@ fn explain_tells_why() {
         "1. ap-south",
         "picked     ap-south",
         "192.0.2.30",
-        "ecs scope  /24",
+        "ecs scope  /24 (the answer holds for all of 1.0.16.0/24)",
     ] {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }
