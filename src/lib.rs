@@ -16,7 +16,8 @@
 //!   3 snap.zones.resolve(qname, qtype)              // zone/: data | CNAME chain | referral
 //!                                                   //        | NXDOMAIN | NODATA | dynamic name
 //!   4 policy::select(model, health, record, client) // policy/: rank -> filter by health
-//!                                                   //         -> when_all_down
+//!                                                   //         -> when_all_down; geo records
+//!                                                   //   rank by their compiled tree (geomap)
 //!   5 answer::answer(..) -> Reply                   // flags, SOA, EDNS, ECS echo with scope
 //!   6 answer::encode(request, reply, limit)         // TC=1 when it does not fit
 //! ```
@@ -32,7 +33,9 @@
 //!
 //! `gslb.toml` → [`config::load`] (parse, validate, collect every error with
 //! file:line:col and key) → [`model::Model`]; `zones/*.zone` → [`zone::file`] →
-//! [`zone::Zones::build`] (attaches dynamic names, checks clashes) → snapshot.
+//! [`zone::Zones::build`] (attaches dynamic names, checks clashes) → snapshot; with a
+//! GeoIP database, each geo record's rules are compiled with it into a tree
+//! ([`policy::geomap`]) that answers "which rule, and for how wide a network" per query.
 
 #![warn(missing_docs, unreachable_pub, clippy::dbg_macro, clippy::print_stdout)]
 
