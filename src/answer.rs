@@ -445,10 +445,11 @@ fn bare_header(reply: &Reply<'_>, out: &mut Vec<u8>) {
     }
 }
 
-/// Encodes the reply's header, question and OPT only, with TC=1: what a rate-limited
-/// client gets on a "slip", so that a real client retries over TCP.
-pub fn encode_truncated(request: &Request, reply: &Reply<'_>, out: &mut Vec<u8>) {
-    if emit(request, reply, false, false, u16::MAX, out).is_none() {
+/// Encodes the reply's header, question and OPT only, with TC=1, within `max_size`:
+/// what a rate-limited client gets on a "slip", so that a real client retries over TCP.
+/// When even that does not fit (many questions, say), the header alone.
+pub fn encode_truncated(request: &Request, reply: &Reply<'_>, max_size: u16, out: &mut Vec<u8>) {
+    if emit(request, reply, false, false, max_size, out).is_none() {
         bare_header(reply, out);
     }
 }

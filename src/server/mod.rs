@@ -236,7 +236,10 @@ fn general(
                     answer::encode(&request, &reply, limit, out);
                     answered(&request, &reply, snap, tcp, log);
                 }
-                Verdict::Slip => answer::encode_truncated(&request, &reply, out),
+                Verdict::Slip => {
+                    let limit = answer::udp_limit(&request);
+                    answer::encode_truncated(&request, &reply, limit, out);
+                }
                 Verdict::Drop => {}
             }
         }

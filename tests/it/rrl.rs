@@ -68,3 +68,40 @@ fn a_flooding_network_is_limited_and_others_are_not() {
     assert!(metrics.contains(&slip_line), "{slip_line} not in metrics");
     assert!(metrics.contains("gslbd_rate_limited_total{action=\"drop\"}"));
 }
+
+#[test]
+fn a_slip_never_exceeds_the_udp_limit() {
+    // Found by fuzzing: a slip echoed every question, whatever the size, so a
+    // rate-limited NOTIMP query with 17 long questions got a 700-byte TC=1 reply
+    // without EDNS (512 bytes at most): amplification, the very thing RRL is for.
+    let config = CONFIG.replacen(
+        "listen = [\"127.0.0.1:0\"]",
+        "listen = [\"127.0.0.1:0\"]\nrate_limit = { responses_per_second = 1, slip = 1 }",
+        1,
+    );
+    let dep = Deployment::new(&config, &[("gslb.test.zone", &zone_text())]);
+    let s = Gslbd::start(&dep.config(), &[]);
+    // OPCODE 7 (unknown: NOTIMP echoes the questions), 17 questions of 41 bytes.
+    let mut q = vec![0x12, 0x34, 0x38, 0x00, 0, 17, 0, 0, 0, 0, 0, 0];
+    for i in 0..17u8 {
+        q.push(35);
+        q.extend(std::iter::repeat_n(b'a' + i, 35));
+        q.extend([0, 0, 1, 0, 1]);
+    }
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    for _ in 0..5 {
+        sock.send_to(&q, s.udp).unwrap();
+    }
+    let mut buf = [0u8; 4096];
+    let mut replies = 0;
+    while let Ok((len, _)) = sock.recv_from(&mut buf) {
+        assert!(len <= 512, "a {len}-byte reply to a query without EDNS");
+        let r = Message::from_vec(&buf[..len]).unwrap();
+        assert_eq!(r.metadata.id, 0x1234);
+        replies += 1;
+    }
+    // One answer within the rate, then slips (slip = 1: every limited one).
+    assert_eq!(replies, 5);
+}
