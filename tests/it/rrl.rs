@@ -37,15 +37,23 @@ fn flood(server: std::net::SocketAddr, from: &str, n: usize) -> (usize, usize) {
     (full, tc)
 }
 
-#[test]
-fn a_flooding_network_is_limited_and_others_are_not() {
+/// The test deployment with `rate_limit = { LIMIT }`, started with the admin API.
+fn limited(limit: &str) -> (Gslbd, Deployment) {
     let config = CONFIG.replacen(
         "listen = [\"127.0.0.1:0\"]",
-        "listen = [\"127.0.0.1:0\"]\nrate_limit = { responses_per_second = 20, slip = 2 }",
+        &format!("listen = [\"127.0.0.1:0\"]\nrate_limit = {{ {limit} }}"),
         1,
     );
     let dep = Deployment::new(&config, &[("gslb.test.zone", &zone_text())]);
-    let s = Gslbd::start(&dep.config(), &["--admin", "127.0.0.1:0"]);
+    (
+        Gslbd::start(&dep.config(), &["--admin", "127.0.0.1:0"]),
+        dep,
+    )
+}
+
+#[test]
+fn a_flooding_network_is_limited_and_others_are_not() {
+    let (s, _dep) = limited("responses_per_second = 20, slip = 2");
     let (full, tc) = flood(s.udp, "127.0.0.1:0", 300);
     // A burst of one second's worth (20), plus refills while the flood lasts.
     assert!((18..=40).contains(&full), "{full} full answers");
@@ -74,13 +82,7 @@ fn a_slip_never_exceeds_the_udp_limit() {
     // Found by fuzzing: a slip echoed every question, whatever the size, so a
     // rate-limited NOTIMP query with 17 long questions got a 700-byte TC=1 reply
     // without EDNS (512 bytes at most): amplification, the very thing RRL is for.
-    let config = CONFIG.replacen(
-        "listen = [\"127.0.0.1:0\"]",
-        "listen = [\"127.0.0.1:0\"]\nrate_limit = { responses_per_second = 1, slip = 1 }",
-        1,
-    );
-    let dep = Deployment::new(&config, &[("gslb.test.zone", &zone_text())]);
-    let s = Gslbd::start(&dep.config(), &[]);
+    let (s, _dep) = limited("responses_per_second = 1, slip = 1");
     // OPCODE 7 (unknown: NOTIMP echoes the questions), 17 questions of 41 bytes.
     let mut q = vec![0x12, 0x34, 0x38, 0x00, 0, 17, 0, 0, 0, 0, 0, 0];
     for i in 0..17u8 {

@@ -11,16 +11,12 @@ fn example() -> Snapshot {
     Snapshot::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("gslb.toml")).unwrap()
 }
 
-/// A fixed-seed xorshift, so every run checks the same addresses.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
+// The fixed-seed generator the integration tests and benchmarks use: every run checks
+// the same addresses.
+#[path = "../../../tests/support/rng.rs"]
+#[allow(unreachable_pub)]
+mod rng;
+use rng::Rng;
 
 /// Addresses in and around the sample database's networks and anywhere else, in both
 /// families, IPv4 seen through IPv6 included.
