@@ -33,10 +33,7 @@ mod invariants;
 const CASES: usize = 20_000;
 const SEED: u64 = 0x5EED_F00D_CAFE_D00D;
 
-// xorshift64*, shared with the benchmarks: deterministic, so a failing case replays.
-#[path = "../support/rng.rs"]
-mod rng;
-use rng::Rng;
+use crate::rng::Rng;
 
 /// Names of every kind the test zone and config have, with a type to ask.
 const QUESTIONS: &[(&str, u16)] = &[

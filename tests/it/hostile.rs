@@ -10,6 +10,7 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
 use crate::dns::{self, query};
+use crate::rng::Rng;
 use crate::server;
 
 /// A header: id 0xBEEF, flags (QR=0, opcode 0), then the four counts.
@@ -155,17 +156,6 @@ fn responses_are_never_answered() {
         None
     );
     still_serving(&s);
-}
-
-/// xorshift64: deterministic "random" input, so a failure can be replayed.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 #[test]

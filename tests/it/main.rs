@@ -4,6 +4,10 @@
 mod dns;
 mod harness;
 mod http;
+// xorshift64*, shared with the benchmarks and unit tests: deterministic, so a failing
+// case replays.
+#[path = "../support/rng.rs"]
+mod rng;
 
 mod admin;
 mod config_errors;

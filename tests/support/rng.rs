@@ -1,5 +1,6 @@
 //! A fixed-seed pseudo-random generator for tests and benchmarks (included with
-//! `#[path]` by tests/it/fuzzish.rs and benches/query_path.rs): the same inputs on every run.
+//! `#[path]` by tests/it/main.rs, benches/query_path.rs and src/policy/tests/mod.rs): the
+//! same inputs on every run.
 #![allow(dead_code)]
 
 /// xorshift64*: deterministic, so a failing case replays.

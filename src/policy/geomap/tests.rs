@@ -11,12 +11,8 @@ fn example() -> Snapshot {
     Snapshot::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("gslb.toml")).unwrap()
 }
 
-// The fixed-seed generator the integration tests and benchmarks use: every run checks
-// the same addresses.
-#[path = "../../../tests/support/rng.rs"]
-#[allow(unreachable_pub)]
-mod rng;
-use rng::Rng;
+// A fixed seed: every run checks the same addresses.
+use crate::policy::tests::rng::Rng;
 
 /// Addresses in and around the sample database's networks and anywhere else, in both
 /// families, IPv4 seen through IPv6 included.

@@ -1,7 +1,11 @@
 //! Table tests of ranking, health filtering and `when_all_down`, without network.
 
 pub(super) mod geo;
+// The fixed-seed generator the integration tests and benchmarks use.
 mod latency;
+#[path = "../../../tests/support/rng.rs"]
+#[allow(unreachable_pub)]
+pub(in crate::policy) mod rng;
 mod weighted;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

@@ -13,16 +13,8 @@ fn model(sticky: bool) -> Model {
     ))
 }
 
-/// Deterministic stand-in for the server's per-query random numbers.
-struct Xorshift(u64);
-impl Xorshift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
+// Deterministic stand-in for the server's per-query random numbers.
+use super::rng::Rng as Xorshift;
 
 /// Share of answers per region over `n` draws, with `down` regions down.
 fn shares(m: &Model, down: &[&str], n: usize) -> HashMap<String, f64> {
