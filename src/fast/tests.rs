@@ -266,6 +266,10 @@ fn test_zone_fast_replies_equal_general_replies() {
     compare(&snap, &names, &TYPES);
 }
 
+#[path = "../../tests/support/everyday.rs"]
+#[allow(unreachable_pub)]
+mod everyday;
+
 #[test]
 fn everyday_queries_take_the_fast_path() {
     let snap = example();
@@ -276,21 +280,7 @@ fn everyday_queries_take_the_fast_path() {
             24,
             0,
         )));
-    for (name, qtype) in [
-        ("static.gslb.example.com", RecordType::A),
-        ("static.gslb.example.com", RecordType::AAAA),
-        ("gslb.example.com", RecordType::SOA),
-        ("gslb.example.com", RecordType::NS),
-        ("gslb.example.com", RecordType::MX),
-        ("www.gslb.example.com", RecordType::A),
-        ("WwW.GsLb.ExAmPlE.CoM", RecordType::AAAA),
-        ("api.gslb.example.com", RecordType::A),
-        ("edge.gslb.example.com", RecordType::A),
-        ("db.gslb.example.com", RecordType::A),
-        ("www.gslb.example.com", RecordType::TXT),
-        ("nope.gslb.example.com", RecordType::A),
-        ("a.b.nope.gslb.example.com", RecordType::A),
-    ] {
+    for (name, qtype) in everyday::EVERYDAY {
         for edns in [None, Some(&ecs)] {
             assert!(takes(&snap, name, qtype, edns), "{name} {qtype} {edns:?}");
         }
