@@ -109,7 +109,7 @@ fn readme_dig_lines_print_what_the_readme_says() {
         eprintln!("skipped: dig is not installed (apt-get install bind9-dnsutils)");
         return;
     }
-    let s = Gslbd::start(&repo().join("gslb.toml"), &[]);
+    let s = Gslbd::start_off_ephemeral(&repo().join("gslb.toml"), &[]);
     for (cmd, expected) in transcripts {
         assert!(
             cmd.contains("-p 5353"),

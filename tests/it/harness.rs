@@ -81,8 +81,43 @@ impl Gslbd {
     /// Starts `gslbd serve --config CONFIG --listen 127.0.0.1:0 EXTRA...` and waits for
     /// `ready` (at most 20 s).
     pub fn start(config: &Path, extra: &[&str]) -> Gslbd {
+        Gslbd::try_start(config, "127.0.0.1:0", extra).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Like [`Gslbd::start`], on a port outside the kernel's ephemeral range, for tests
+    /// whose clients set SO_REUSEPORT. `dig` does, and binds port 0: as it runs as the
+    /// same user as a server whose UDP sockets share a kernel-chosen port, the kernel may
+    /// hand dig that very port. dig's connected socket then receives its own query
+    /// (";; Warning: query response not set", no answer). Ports below the range are never
+    /// chosen by the kernel, so only an explicit bind can take one: gslbd then fails to
+    /// bind its TCP listener, and another port is tried.
+    pub fn start_off_ephemeral(config: &Path, extra: &[&str]) -> Gslbd {
+        let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+            .unwrap_or(32768);
+        let floor = 10_000.min(low / 2);
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+            ^ (u64::from(std::process::id()) << 32);
+        let mut rng = crate::rng::Rng(seed | 1);
+        let mut errors = Vec::new();
+        for _ in 0..20 {
+            let port = floor + rng.below(usize::from(low - floor)) as u16;
+            match Gslbd::try_start(config, &format!("127.0.0.1:{port}"), extra) {
+                Ok(s) => return s,
+                Err(e) => errors.push(e),
+            }
+        }
+        panic!("no port below {low} could be bound:\n{}", errors.join("\n"));
+    }
+
+    /// Starts `gslbd serve --config CONFIG --listen LISTEN EXTRA...`; the log when it
+    /// exits or is not ready within 20 s.
+    pub fn try_start(config: &Path, listen: &str, extra: &[&str]) -> Result<Gslbd, String> {
         let mut child = Command::new(gslbd_bin())
-            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .args(["serve", "--listen", listen, "--config"])
             .arg(config)
             .args(extra)
             .env("RUST_LOG", "info")
@@ -120,20 +155,20 @@ impl Gslbd {
                 Err(_) => {
                     let _ = child.kill();
                     let status = child.wait().ok();
-                    panic!(
+                    return Err(format!(
                         "gslbd did not become ready (exit: {status:?}); log:\n{}",
                         log.lock().unwrap().join("\n")
-                    );
+                    ));
                 }
             }
         }
-        Gslbd {
+        Ok(Gslbd {
             child,
             udp: udp.expect("no UDP address logged"),
             tcp: tcp.expect("no TCP address logged"),
             admin,
             log,
-        }
+        })
     }
 
     /// Everything the server logged so far.
