@@ -8,7 +8,10 @@
 //!   dynamic decision (`answer::dynamic_addresses`: GeoIP, select, addresses, counter);
 //! - `encode`: a whole answer by the fast path against the general path;
 //! - `request`: `answer_datagram`, bytes in to bytes out, for 4096 ECS queries from every
-//!   continent (the `geo-ecs-mix` workload of `bench/run.py`).
+//!   continent (the `geo-ecs-mix` workload of `bench/run.py`);
+//! - `counters`: the two counts of a dynamic answer (query by rcode and type, answer by
+//!   record and region), alone and while another thread counts the same answers, as a
+//!   second UDP worker does on another core.
 //!
 //! `cargo bench --bench query_path`, or one group: `cargo bench --bench query_path -- geoip`.
 
@@ -438,9 +441,37 @@ fn request(c: &mut Criterion) {
     g.finish();
 }
 
+fn counters(c: &mut Criterion) {
+    let snap = example();
+    let rec = record(&snap, "www.gslb.example.com.");
+    let count = move |snap: &Snapshot| {
+        snap.queries.count(false, 0, 1);
+        snap.answers.count(rec, Some(0));
+    };
+    let mut g = c.benchmark_group("counters");
+    g.bench_function("alone", |b| b.iter(|| count(black_box(&snap))));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let other = {
+        let (snap, stop) = (snap.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for _ in 0..1024 {
+                    count(black_box(&snap));
+                }
+            }
+        })
+    };
+    g.bench_function("beside_a_counting_thread", |b| {
+        b.iter(|| count(black_box(&snap)))
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    other.join().unwrap();
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = config();
-    targets = parse, classify, geoip, policy, encode, request
+    targets = parse, classify, geoip, policy, encode, request, counters
 }
 criterion_main!(benches);
