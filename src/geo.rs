@@ -306,26 +306,33 @@ impl GeoDb {
 }
 
 impl GeoDb {
-    /// Calls `f(first address, prefix length, location)` for every network of one
-    /// family, in address order, networks without data included, so that together they
-    /// cover the family's whole address space. Addresses are integers (IPv4 in the low
-    /// 32 bits). For IPv6 the IPv4 part of the tree (`::a.b.c.d`) and its aliases
-    /// (`::ffff:0:0/96`, 6to4 and Teredo) come out where a lookup finds them. Records
-    /// are decoded once each. An IPv4-only database has no IPv6 networks: nothing is
-    /// called.
-    pub fn networks(&self, v6: bool, f: impl FnMut(u128, u8, &Location)) -> Result<(), String> {
+    /// Calls `f(first address, prefix length, value)` for every network of one family,
+    /// in address order, networks without data included, so that together they cover
+    /// the family's whole address space. Addresses are integers (IPv4 in the low 32
+    /// bits). For IPv6 the IPv4 part of the tree (`::a.b.c.d`) and its aliases
+    /// (`::ffff:0:0/96`, 6to4 and Teredo) come out where a lookup finds them. `value`
+    /// turns a network's location (without `network`) into what `f` gets; it is called
+    /// once per database record, however many networks share that record. An IPv4-only
+    /// database has no IPv6 networks: nothing is called.
+    pub fn networks<T: Copy>(
+        &self,
+        v6: bool,
+        value: impl FnMut(&Location) -> T,
+        f: impl FnMut(u128, u8, T),
+    ) -> Result<(), String> {
         match &self.reader {
-            Source::Read(r) => networks(r, v6, f),
-            Source::Mapped(r) => networks(r, v6, f),
+            Source::Read(r) => networks(r, v6, value, f),
+            Source::Mapped(r) => networks(r, v6, value, f),
         }
         .map_err(|e| format!("{}: {e}", self.path.display()))
     }
 }
 
-fn networks<S: AsRef<[u8]>>(
+fn networks<S: AsRef<[u8]>, T: Copy>(
     reader: &maxminddb::Reader<S>,
     v6: bool,
-    mut f: impl FnMut(u128, u8, &Location),
+    mut value: impl FnMut(&Location) -> T,
+    mut f: impl FnMut(u128, u8, T),
 ) -> Result<(), maxminddb::MaxMindDbError> {
     use maxminddb::WithinOptions;
     let options = WithinOptions::default().include_networks_without_data();
@@ -340,7 +347,8 @@ fn networks<S: AsRef<[u8]>>(
     let all = all
         .parse()
         .map_err(|_| maxminddb::MaxMindDbError::invalid_input("network"))?;
-    let mut decoded: std::collections::HashMap<usize, Location> = std::collections::HashMap::new();
+    let no_data = value(&Location::default());
+    let mut decoded: std::collections::HashMap<usize, T> = std::collections::HashMap::new();
     for item in reader.within(all, options)? {
         let item = item?;
         let net = item.network()?;
@@ -351,22 +359,18 @@ fn networks<S: AsRef<[u8]>>(
             (IpAddr::V6(a), true) => (u128::from(a), net.prefix()),
             (IpAddr::V6(_), false) => continue,
         };
-        let mut loc = match item.offset() {
-            Some(offset) => match decoded.get(&offset) {
-                Some(loc) => *loc,
-                None => {
-                    let loc = match item.decode::<Record<'_>>() {
-                        Ok(Some(rec)) => decoded_location(rec),
-                        _ => Location::default(),
-                    };
-                    decoded.insert(offset, loc);
-                    loc
-                }
-            },
-            None => Location::default(),
+        let v = match item.offset() {
+            Some(offset) => {
+                *decoded
+                    .entry(offset)
+                    .or_insert_with(|| match item.decode::<Record<'_>>() {
+                        Ok(Some(rec)) => value(&decoded_location(rec)),
+                        _ => no_data,
+                    })
+            }
+            None => no_data,
         };
-        loc.network = Some((net.network(), net.prefix()));
-        f(start, prefix, &loc);
+        f(start, prefix, v);
     }
     Ok(())
 }

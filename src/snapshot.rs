@@ -16,7 +16,7 @@ use crate::health::Health;
 use crate::metrics::{AnswerCounters, QueryCounters};
 use crate::model::{GeoRules, Model, Policy, RecordId};
 use crate::policy::geo;
-use crate::policy::geomap::GeoMap;
+use crate::policy::geomap::{GeoMap, Places};
 use crate::rrl::{DEFAULT_TABLE_SIZE, Limiter};
 use crate::zone::{Zones, file};
 
@@ -111,6 +111,8 @@ impl Snapshot {
 fn compile_geo(model: &Model, db: &GeoDb) -> Arc<[Option<Arc<GeoMap>>]> {
     let started = std::time::Instant::now();
     let mut built: Vec<(&GeoRules, Arc<GeoMap>)> = Vec::new();
+    // Walked once, when the first record needs it.
+    let mut places: Option<Places> = None;
     let maps = model
         .records
         .iter()
@@ -124,7 +126,8 @@ fn compile_geo(model: &Model, db: &GeoDb) -> Arc<[Option<Arc<GeoMap>>]> {
             if let Some((_, map)) = built.iter().find(|(r, _)| *r == &**rules) {
                 return Some(map.clone());
             }
-            match GeoMap::build(db, rules) {
+            let places = places.get_or_insert_with(|| Places::build(db));
+            match GeoMap::build(places, rules) {
                 Ok(map) => {
                     let map = Arc::new(map);
                     built.push((rules, map.clone()));
@@ -138,9 +141,13 @@ fn compile_geo(model: &Model, db: &GeoDb) -> Arc<[Option<Arc<GeoMap>>]> {
         })
         .collect();
     let nodes: usize = built.iter().map(|(_, m)| m.nodes().0 + m.nodes().1).sum();
+    let (places, spans_v4, spans_v6) = places.map_or((0, 0, 0), |p| p.sizes());
     debug!(
         maps = built.len(),
         nodes,
+        places,
+        spans_v4,
+        spans_v6,
         ms = started.elapsed().as_millis() as u64,
         "geo rules compiled"
     );

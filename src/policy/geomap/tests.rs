@@ -76,7 +76,7 @@ fn inside(addr: IpAddr, prefix: u8, rng: &mut Rng) -> IpAddr {
 fn check(name: &str, rules: &crate::model::GeoRules, db: &GeoDb) -> usize {
     let mut rng = Rng(7);
     let mut shorter = 0;
-    let map = GeoMap::build(db, rules).unwrap();
+    let map = GeoMap::build(&Places::build(db), rules).unwrap();
     let old = |addr: IpAddr| {
         let client = Client {
             addr,
@@ -190,4 +190,62 @@ fn cidr_rules_cut_into_the_spans() {
     // One outcome everywhere: scope 0.
     let t = Tree::build(&[(0, Outcome::Fallback)], 128).unwrap();
     assert_eq!(t.lookup(12345, 128), (Outcome::Fallback, 0));
+}
+
+#[test]
+fn one_walk_of_the_database_serves_every_rule_set() {
+    let db = GeoDb::open(&Path::new(env!("CARGO_MANIFEST_DIR")).join("geoip/sample.mmdb")).unwrap();
+    let places = Places::build(&db);
+    let (distinct, v4, v6) = places.sizes();
+    assert!(distinct > 1 && v4 > 1 && v6 > 1, "{:?}", places.sizes());
+    for family in [&places.v4, &places.v6] {
+        let spans = family.as_ref().unwrap();
+        assert_eq!(spans[0].0, 0, "from the first address");
+        assert!(
+            spans
+                .windows(2)
+                .all(|w| w[0].0 < w[1].0 && w[0].1 != w[1].1),
+            "sorted, neighbours with the same place merged"
+        );
+        assert!(spans.iter().all(|&(_, p)| (p as usize) < distinct));
+    }
+    // Each place once.
+    for (i, a) in places.places.iter().enumerate() {
+        for b in &places.places[i + 1..] {
+            assert!(
+                (a.continent, a.country, a.subdivision) != (b.continent, b.country, b.subdivision)
+            );
+        }
+    }
+    // Two different rule sets from the same places, each as the lookup ranks.
+    let snap = example();
+    let geo_records: Vec<_> = snap
+        .model
+        .records
+        .iter()
+        .filter_map(|r| match &r.policy {
+            Policy::Geo(rules) if geo::by_location(rules) => Some(rules),
+            _ => None,
+        })
+        .collect();
+    let model = crate::policy::tests::geo::parse(&format!(
+        "{}\n[records.\"www.gslb.test\"]\npolicy = \"geo\"\n[records.\"www.gslb.test\".geo]\n\
+         country.SE = [\"us-east\"]\nsubdivision.GB-ENG = [\"ap-south\"]\ndefault = [\"eu-west\"]\n",
+        crate::policy::tests::geo::REGIONS
+    ));
+    let Policy::Geo(other) = &model.records[0].policy else {
+        panic!()
+    };
+    for rules in geo_records.into_iter().chain([other]) {
+        let map = GeoMap::build(&places, rules).unwrap();
+        for addr in addresses(2_000) {
+            let client = Client {
+                addr,
+                source_prefix: None,
+            };
+            let was = geo::rank(rules, &client, &db.locate(addr));
+            let new = map.rank(rules, addr);
+            assert_eq!((&new.order, new.rule), (&was.order, was.rule), "{addr}");
+        }
+    }
 }
