@@ -307,10 +307,10 @@ impl GeoDb {
 
 impl GeoDb {
     /// Calls `f(first address, prefix length, value)` for every network of one family,
-    /// in address order, networks without data included, so that together they cover
-    /// the family's whole address space. Addresses are integers (IPv4 in the low 32
-    /// bits). For IPv6 the IPv4 part of the tree (`::a.b.c.d`) and its aliases
-    /// (`::ffff:0:0/96`, 6to4 and Teredo) come out where a lookup finds them. `value`
+    /// in address order, networks without data included. Addresses are integers (IPv4 in
+    /// the low 32 bits). For IPv6 the IPv4 part of the tree comes out as `::a.b.c.d`;
+    /// its aliases (subtrees that point back to it, such as `::ffff:0:0/96`, 6to4 and
+    /// Teredo) are left out, so they are the only gaps between networks. `value`
     /// turns a network's location (without `network`) into what `f` gets; it is called
     /// once per database record, however many networks share that record. An IPv4-only
     /// database has no IPv6 networks: nothing is called.
@@ -340,7 +340,7 @@ fn networks<S: AsRef<[u8]>, T: Copy>(
         if reader.metadata().ip_version != 6 {
             return Ok(());
         }
-        ("::/0", options.include_aliased_networks())
+        ("::/0", options)
     } else {
         ("0.0.0.0/0", options)
     };

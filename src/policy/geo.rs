@@ -33,7 +33,8 @@ pub fn by_location(rules: &GeoRules) -> bool {
 /// The rule for a client at `loc`; `cidr` rules are looked at only for `addr`.
 pub fn outcome(rules: &GeoRules, addr: Option<IpAddr>, loc: &Location) -> Outcome {
     let c = &rules.compiled;
-    let cidr = addr.and_then(|addr| {
+    // An IPv4-mapped address is its IPv4 address, as for the GeoIP lookup.
+    let cidr = addr.map(|a| a.to_canonical()).and_then(|addr| {
         rules
             .cidr
             .iter()

@@ -22,6 +22,10 @@ const MAX_NODES: usize = 4 << 20;
 #[derive(Debug)]
 pub struct GeoMap {
     v4: Tree,
+    /// The IPv4 tree without the IPv4 cidr rules, when there are any, for the aliases of
+    /// the IPv4 tree inside IPv6 (`2002::/16` and the like): a lookup there does not see
+    /// IPv4 cidr rules either, as the client's address is IPv6.
+    v4_plain: Option<Tree>,
     v6: Tree,
 }
 
@@ -29,24 +33,46 @@ impl GeoMap {
     /// Compiles `rules` against the database's [`Places`]; `Err` says why not (the
     /// record then ranks each query through the GeoIP lookup, as without a map).
     pub fn build(places: &Places, rules: &GeoRules) -> Result<GeoMap, String> {
+        let v4_cidr = rules
+            .cidr
+            .iter()
+            .any(|(net, _)| matches!(net, ipnet::IpNet::V4(_)));
         Ok(GeoMap {
-            v4: Tree::build(&spans(places, rules, false)?, 32)?,
-            v6: Tree::build(&spans(places, rules, true)?, 128)?,
+            v4: Tree::build(&spans(places, rules, false, true)?, 32)?,
+            v4_plain: match v4_cidr {
+                true => Some(Tree::build(&spans(places, rules, false, false)?, 32)?),
+                false => None,
+            },
+            v6: Tree::build(&spans(places, rules, true, true)?, 128)?,
         })
     }
 
     /// The ranking for a client address, with its scope.
     pub fn rank(&self, rules: &GeoRules, addr: IpAddr) -> Ranking {
-        let (o, depth) = match addr.to_canonical() {
+        let (code, depth) = match addr.to_canonical() {
             IpAddr::V4(a) => self.v4.lookup(u128::from(u32::from(a)), 32),
-            IpAddr::V6(a) => self.v6.lookup(u128::from(a), 128),
+            IpAddr::V6(a) => {
+                let a = u128::from(a);
+                let (code, depth) = self.v6.lookup(a, 128);
+                if code & KIND != ALIAS_LEAF {
+                    (code, depth)
+                } else {
+                    // An alias of the IPv4 tree: the 32 bits after its prefix.
+                    let len = (code & 0xFF).min(96);
+                    let v4 = (a >> (96 - len)) as u32;
+                    let tree = self.v4_plain.as_ref().unwrap_or(&self.v4);
+                    let (code, d) = tree.lookup(u128::from(v4), 32);
+                    (code, depth.max(len as u8 + d))
+                }
+            }
         };
-        ranking(rules, o, depth)
+        ranking(rules, decode(code), depth)
     }
 
-    /// Tree nodes (IPv4, IPv6), for logs and tests.
+    /// Tree nodes (IPv4 with and without cidr rules, IPv6), for logs and tests.
     pub fn nodes(&self) -> (usize, usize) {
-        (self.v4.nodes.len(), self.v6.nodes.len())
+        let plain = self.v4_plain.as_ref().map_or(0, |t| t.nodes.len());
+        (self.v4.nodes.len() + plain, self.v6.nodes.len())
     }
 }
 
@@ -95,8 +121,16 @@ impl Places {
 /// What geo rules look at: continent, country, subdivision.
 type PlaceKey = (Option<Code>, Option<Code>, Option<Code>);
 
+/// A span that is an alias of the IPv4 tree (in place of a place id, with its prefix
+/// length): below it, the 32 bits after the prefix are an IPv4 address, as in the
+/// database's tree.
+const ALIAS: u32 = 1 << 31;
+
 /// `(first address, place)` of one family, sorted, covering it from 0, neighbours
-/// different; `Err` when the database's networks leave gaps.
+/// different; `Err` when the database's networks leave gaps. In IPv6 the database's
+/// aliases of its IPv4 tree (the gaps [`GeoDb::networks`] leaves), and `::/96` where
+/// that tree itself sits, become [`ALIAS`] spans: a lookup there continues in the IPv4
+/// tree, which is then compiled once instead of four times.
 fn family(
     db: &GeoDb,
     v6: bool,
@@ -104,48 +138,122 @@ fn family(
 ) -> Result<Vec<(u128, u32)>, String> {
     let width: u32 = if v6 { 128 } else { 32 };
     let mut spans: Vec<(u128, u32)> = Vec::new();
-    let mut next: u128 = 0;
     let mut gap = false;
-    db.networks(v6, &mut *place, |start, prefix, p| {
-        gap |= start != next;
-        let size = 1u128.checked_shl(width - u32::from(prefix.min(width as u8)));
-        next = size.map_or(0, |s| start.wrapping_add(s));
+    let mut next: u128 = 0;
+    let push = |spans: &mut Vec<(u128, u32)>, start, p| {
         if spans.last().is_none_or(|&(_, last)| last != p) {
             spans.push((start, p));
         }
+    };
+    let aliases = |spans: &mut Vec<(u128, u32)>, first, end| {
+        for (net, len) in prefixes(first, end) {
+            push(spans, net, ALIAS | len);
+        }
+    };
+    db.networks(v6, &mut *place, |start, prefix, p| {
+        if v6 && prefix >= 96 && start >> 32 == 0 {
+            return; // the IPv4 tree, at ::/96
+        }
+        if start != next {
+            gap = true;
+            aliases(&mut spans, next, start);
+        }
+        let size = 1u128.checked_shl(width - u32::from(prefix.min(width as u8)));
+        next = size.map_or(0, |s| start.wrapping_add(s));
+        push(&mut spans, start, p);
     })?;
     if spans.is_empty() {
         // No networks of this family (an IPv4-only database asked for IPv6): every
         // client is "not in the database".
         spans.push((0, place(&Location::default())));
-    } else if gap || next != end_after(width) {
+        return Ok(spans);
+    }
+    if next != end_after(width) {
+        gap = true;
+        aliases(&mut spans, next, end_after(width));
+    }
+    if gap && !v6 {
         return Err("the database's networks do not tile the address space".into());
     }
+    check_aliases(db, &spans)?;
     Ok(spans)
 }
 
-/// Outcomes by address: `(first address, outcome)`, sorted, covering the family from 0,
-/// neighbours different.
-fn spans(places: &Places, rules: &GeoRules, v6: bool) -> Result<Vec<(u128, Outcome)>, String> {
+/// The aligned IPv6 networks that make up `first..end` (`end` 0: up to the top of
+/// the space), as (address, prefix length).
+fn prefixes(mut first: u128, end: u128) -> Vec<(u128, u32)> {
+    let mut out = Vec::new();
+    while first != end {
+        let left = end.wrapping_sub(first);
+        // The largest block aligned at `first` that fits in what is left.
+        let bits = first.trailing_zeros().min(127 - left.leading_zeros());
+        out.push((first, 128 - bits));
+        first = first.wrapping_add(1 << bits);
+    }
+    out
+}
+
+/// Checks that each alias span answers as the database does: a few addresses in it
+/// must be located as the IPv4 address after its prefix. A gap that is not an alias
+/// would be a database we do not understand: the record then keeps its lookups.
+fn check_aliases(db: &GeoDb, spans: &[(u128, u32)]) -> Result<(), String> {
+    let key = |l: &Location| (l.continent, l.country, l.subdivision);
+    for &(start, code) in spans.iter().filter(|(_, c)| c & ALIAS != 0) {
+        let len = code & !ALIAS;
+        if len > 96 {
+            return Err(format!("a gap in the IPv6 networks at {start:#x}/{len}"));
+        }
+        for i in 0..16u32 {
+            // From the start of the alias into its IPv4 part, spread by the 32 bits after
+            // the prefix.
+            let v4 = i.wrapping_mul(0x1000_0001) ^ i.rotate_left(19);
+            let addr = start | u128::from(v4) << (96 - len);
+            let as_v6 = db.locate(IpAddr::V6(addr.into()));
+            let as_v4 = db.locate(IpAddr::V4(v4.into()));
+            if key(&as_v6) != key(&as_v4) {
+                return Err(format!(
+                    "{} is not located as {}: a gap in the IPv6 networks that is not an alias of the IPv4 tree",
+                    std::net::Ipv6Addr::from(addr),
+                    std::net::Ipv4Addr::from(v4)
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Leaf codes by address: `(first address, code)`, sorted, covering the family from 0,
+/// neighbours different. A code is an [`Outcome`] ([`encode`]) or an alias of the IPv4
+/// tree ([`ALIAS`] and its prefix length).
+fn spans(
+    places: &Places,
+    rules: &GeoRules,
+    v6: bool,
+    with_cidr: bool,
+) -> Result<Vec<(u128, u32)>, String> {
     let width: u32 = if v6 { 128 } else { 32 };
-    let by_place: Vec<Outcome> = places
+    let by_place: Vec<u32> = places
         .places
         .iter()
-        .map(|loc| outcome(rules, None, loc))
+        .map(|loc| encode(outcome(rules, None, loc)))
         .collect();
     let family = if v6 { &places.v6 } else { &places.v4 };
-    let mut spans: Vec<(u128, Outcome)> = Vec::new();
+    let mut spans: Vec<(u128, u32)> = Vec::new();
     for &(start, p) in family.as_ref().map_err(Clone::clone)? {
-        let o = by_place[p as usize];
-        if spans.last().is_none_or(|&(_, last)| last != o) {
-            spans.push((start, o));
+        let code = if p & ALIAS != 0 {
+            ALIAS_LEAF | (p & !ALIAS)
+        } else {
+            by_place[p as usize]
+        };
+        if spans.last().is_none_or(|&(_, last)| last != code) {
+            spans.push((start, code));
         }
     }
     // cidr rules override the location, the longest prefix winning: lay the shorter
     // ones down first.
     let mut cidr: Vec<_> = rules.cidr.iter().enumerate().collect();
     cidr.sort_by_key(|(_, (net, _))| net.prefix_len());
-    for (i, (net, _)) in cidr {
+    for (i, (net, _)) in cidr.into_iter().filter(|_| with_cidr) {
         let (first, last) = match (net, v6) {
             (ipnet::IpNet::V4(n), false) => (
                 u128::from(u32::from(n.network())),
@@ -154,7 +262,13 @@ fn spans(places: &Places, rules: &GeoRules, v6: bool) -> Result<Vec<(u128, Outco
             (ipnet::IpNet::V6(n), true) => (u128::from(n.network()), u128::from(n.broadcast())),
             _ => continue,
         };
-        overlay(&mut spans, first, last, Outcome::Cidr(i as u16), width);
+        overlay(
+            &mut spans,
+            first,
+            last,
+            encode(Outcome::Cidr(i as u16)),
+            width,
+        );
     }
     spans.dedup_by(|b, a| a.1 == b.1);
     Ok(spans)
@@ -165,8 +279,8 @@ fn end_after(width: u32) -> u128 {
     1u128.checked_shl(width).unwrap_or(0)
 }
 
-/// Gives `first..=last` the outcome `o`.
-fn overlay(spans: &mut Vec<(u128, Outcome)>, first: u128, last: u128, o: Outcome, width: u32) {
+/// Gives `first..=last` the code `o`.
+fn overlay(spans: &mut Vec<(u128, u32)>, first: u128, last: u128, o: u32, width: u32) {
     let max = end_after(width).wrapping_sub(1);
     let after = (last < max).then(|| (last + 1, at(spans, last + 1)));
     spans.retain(|&(start, _)| start < first || start > last);
@@ -179,8 +293,8 @@ fn overlay(spans: &mut Vec<(u128, Outcome)>, first: u128, last: u128, o: Outcome
     }
 }
 
-/// The outcome of the span holding `addr`.
-fn at(spans: &[(u128, Outcome)], addr: u128) -> Outcome {
+/// The code of the span holding `addr`.
+fn at(spans: &[(u128, u32)], addr: u128) -> u32 {
     let i = spans.partition_point(|&(start, _)| start <= addr);
     spans[i.saturating_sub(1)].1
 }
@@ -197,6 +311,12 @@ struct Tree {
 }
 
 const LEAF: u32 = 1 << 31;
+/// The kind of a leaf code ([`encode`]), and the kind of an alias of the IPv4 tree, with
+/// the alias's prefix length below it.
+const KIND: u32 = 0xFF << 16;
+const ALIAS_LEAF: u32 = 5 << 16;
+/// A leaf code without the `top` depth.
+const CODE: u32 = 0x00FF_FFFF;
 
 fn encode(o: Outcome) -> u32 {
     match o {
@@ -223,7 +343,7 @@ fn decode(v: u32) -> Outcome {
 }
 
 impl Tree {
-    fn build(spans: &[(u128, Outcome)], width: u32) -> Result<Tree, String> {
+    fn build(spans: &[(u128, u32)], width: u32) -> Result<Tree, String> {
         let mut t = Tree {
             nodes: Vec::new(),
             root_leaf: None,
@@ -240,7 +360,7 @@ impl Tree {
     /// else a new node.
     fn node(
         &mut self,
-        spans: &[(u128, Outcome)],
+        spans: &[(u128, u32)],
         first: u128,
         depth: u32,
         width: u32,
@@ -254,7 +374,7 @@ impl Tree {
         };
         let ends_after = spans.get(i + 1).is_none_or(|&(next, _)| next > last);
         if ends_after {
-            return Ok(LEAF | encode(spans[i].1));
+            return Ok(LEAF | spans[i].1);
         }
         if self.nodes.len() >= MAX_NODES {
             return Err(format!("more than {MAX_NODES} tree nodes"));
@@ -281,10 +401,10 @@ impl Tree {
         node as u32
     }
 
-    /// The outcome for `addr` (the low `width` bits) and the depth of its leaf.
-    fn lookup(&self, addr: u128, width: u32) -> (Outcome, u8) {
+    /// The leaf code for `addr` (the low `width` bits) and the depth of its leaf.
+    fn lookup(&self, addr: u128, width: u32) -> (u32, u8) {
         if let Some(v) = self.root_leaf {
-            return (decode(v), 0);
+            return (v & !LEAF, 0);
         }
         // IPv4 walks with 32-bit shifts: the everyday case, kept cheap.
         if width == 32 {
@@ -297,12 +417,13 @@ impl Tree {
         })
     }
 
-    fn walk(&self, width: u32, first: u32, bit: impl Fn(u32) -> u32) -> (Outcome, u8) {
+    fn walk(&self, width: u32, first: u32, bit: impl Fn(u32) -> u32) -> (u32, u8) {
+        let fallback = encode(Outcome::Fallback);
         let Some(&entry) = self.top.get(first as usize) else {
-            return (Outcome::Fallback, 0);
+            return (fallback, 0);
         };
         if entry & LEAF != 0 {
-            return (decode(entry), (entry >> DEPTH_SHIFT & 0xF) as u8);
+            return (entry & CODE, (entry >> DEPTH_SHIFT & 0xF) as u8);
         }
         let mut node = entry as usize;
         for depth in 8..width {
@@ -311,11 +432,11 @@ impl Tree {
             };
             let next = children[(bit(depth) & 1) as usize];
             if next & LEAF != 0 {
-                return (decode(next), (depth + 1) as u8);
+                return (next & !LEAF, (depth + 1) as u8);
             }
             node = next as usize;
         }
-        (Outcome::Fallback, width as u8)
+        (fallback, width as u8)
     }
 }
 
