@@ -152,12 +152,9 @@ fn respond<'s>(request: &Request, snap: &'s Snapshot, rnd: u64, trace: bool) -> 
     if let (Some(e), Some(cs)) = (reply.edns.as_mut(), ecs_in) {
         // RFC 7871 §7.2.1: echo FAMILY, SOURCE PREFIX-LENGTH and ADDRESS; SCOPE says what
         // the answer depended on. A SOURCE of 0 means "do not use my subnet": scope 0.
-        let scope = if cs.source_prefix() == 0 {
-            0
-        } else {
-            reply.ecs_scope.unwrap_or(0)
-        };
         let addr = mask(cs.addr(), cs.source_prefix());
+        let scope =
+            crate::policy::ecs_scope(addr, cs.source_prefix(), reply.ecs_scope.unwrap_or(0));
         e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
             addr,
             cs.source_prefix(),
@@ -372,10 +369,9 @@ fn picked_addresses(
 /// prefix (RFC 7871 §7.1.1), else the packet's source address.
 fn client_of(request: &Request, ecs: Option<&ClientSubnet>) -> Client {
     match ecs {
-        Some(cs) if cs.source_prefix() > 0 => Client {
-            addr: mask(cs.addr(), cs.source_prefix()),
-            source_prefix: Some(cs.source_prefix()),
-        },
+        Some(cs) if cs.source_prefix() > 0 => {
+            Client::from_ecs(mask(cs.addr(), cs.source_prefix()), cs.source_prefix())
+        }
         _ => Client {
             addr: request.src().ip().to_canonical(),
             source_prefix: None,

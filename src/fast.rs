@@ -154,10 +154,7 @@ pub fn answer(
 /// source prefix is not 0, else the packet's source address.
 fn client(edns: Option<&Edns>, src: SocketAddr) -> Client {
     match edns.and_then(|e| e.ecs) {
-        Some(ecs) if ecs.source > 0 => Client {
-            addr: ecs.addr,
-            source_prefix: Some(ecs.source),
-        },
+        Some(ecs) if ecs.source > 0 => Client::from_ecs(ecs.addr, ecs.source),
         _ => Client {
             addr: src.ip().to_canonical(),
             source_prefix: None,
@@ -221,7 +218,7 @@ fn write_opt(e: &Edns, scope: u8, out: &mut Vec<u8>) {
     };
     buf[16] = family;
     buf[17] = ecs.source;
-    buf[18] = if ecs.source == 0 { 0 } else { scope };
+    buf[18] = crate::policy::ecs_scope(ecs.addr, ecs.source, scope);
     let len = 19 + n;
     if let (Some(dst), Some(src)) = (buf.get_mut(19..len), addr.get(..n)) {
         dst.copy_from_slice(src);

@@ -92,6 +92,9 @@ fn edns_variants() -> Vec<Option<Edns>> {
         ("0.0.0.0", 0),       // "do not use my subnet"
         ("2001:db8:1234::", 56),
         ("2a02:c7f::", 48),
+        ("::ffff:81.2.69.0", 120), // IPv4-mapped: the IPv4 subnet, scope + 96
+        ("::ffff:0:0", 100),       // mapped, /4 of IPv4
+        ("2002:5102:4500::", 40),  // 6to4
     ] {
         let mut e = plain(1232, false);
         let addr: IpAddr = addr.parse().unwrap();

@@ -10,7 +10,7 @@ pub mod geomap;
 pub mod latency;
 pub mod weighted;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
 use smallvec::SmallVec;
@@ -35,6 +35,46 @@ pub struct Client {
     pub addr: IpAddr,
     /// The ECS source prefix length, when the address came from ECS.
     pub source_prefix: Option<u8>,
+}
+
+impl Client {
+    /// The client of an ECS option (address already masked, source prefix above 0). An
+    /// IPv4-mapped subnet (`::ffff:a.b.c.d/96+n`) is the IPv4 subnet `a.b.c.d/n`, as
+    /// for the GeoIP lookup and the rules; [`ecs_scope`] turns its scope back.
+    pub fn from_ecs(addr: IpAddr, source: u8) -> Client {
+        match mapped(addr, source) {
+            Some(v4) => Client {
+                addr: IpAddr::V4(v4),
+                source_prefix: Some(source - 96),
+            },
+            None => Client {
+                addr,
+                source_prefix: Some(source),
+            },
+        }
+    }
+}
+
+/// The IPv4 address of an IPv4-mapped ECS subnet of at least /96.
+fn mapped(addr: IpAddr, source: u8) -> Option<Ipv4Addr> {
+    match addr {
+        IpAddr::V6(a) if source >= 96 => a.to_ipv4_mapped(),
+        _ => None,
+    }
+}
+
+/// The SCOPE PREFIX-LENGTH to echo for an ECS option with `addr`/`source`, given the
+/// decision's `scope`: 0 when the client asked for no subnet (source 0); for an
+/// IPv4-mapped subnet the decision was made for the IPv4 address, so a scope above 0
+/// moves into the mapped space (`96 +`).
+pub fn ecs_scope(addr: IpAddr, source: u8, scope: u8) -> u8 {
+    if source == 0 {
+        0
+    } else if scope > 0 && mapped(addr, source).is_some() {
+        (96 + scope).min(128)
+    } else {
+        scope
+    }
 }
 
 /// Regions in ranked order: inline up to 16, so ranking allocates nothing for any

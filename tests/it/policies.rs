@@ -124,6 +124,17 @@ fn geo_answers_by_client_subnet_with_the_matched_scope() {
         ("2001:218::/32", RecordType::AAAA, &["2001:db8:30::1"], 32), // IPv6, AS
         ("2a02:d3c0::/32", RecordType::AAAA, &["2001:db8:20::1"], 29), // IPv6, EU
         ("2001:218::/32", RecordType::A, &["192.0.2.30"], 32),        // an IPv6 client asking for A
+        // An IPv4-mapped subnet is its IPv4 subnet, for the location and the cidr rules;
+        // the scope is in the mapped space (96 + the IPv4 scope).
+        ("::ffff:81.2.69.0/120", RecordType::A, &["192.0.2.20"], 112),
+        (
+            "::ffff:198.51.100.0/120",
+            RecordType::A,
+            &["192.0.2.30"],
+            120,
+        ),
+        // 6to4 of 81.2.69.0: located through the database's alias, EU; 16 + 16.
+        ("2002:5102:4500::/40", RecordType::A, &["192.0.2.20"], 32),
     ];
     for (subnet, t, want, scope) in table {
         let (got, got_scope) = ask(&s, www, *t, subnet);

@@ -181,3 +181,25 @@ fn down_addresses_are_skipped_and_a_region_with_none_of_the_family_up_is_passed_
     let d = select(&m, &h, &m.records[0], &CLIENT, &NOWHERE, Family::V6, 0);
     assert_eq!(d.pick, Pick::Region(RegionId(2)), "ap-south's IPv6 is next");
 }
+
+#[test]
+fn an_ipv4_mapped_client_subnet_is_its_ipv4_subnet() {
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    let c = Client::from_ecs(ip("::ffff:81.2.69.0"), 120);
+    assert_eq!((c.addr, c.source_prefix), (ip("81.2.69.0"), Some(24)));
+    // Shorter than /96 it is not one IPv4 subnet; other IPv6 stays as it is.
+    for (a, p) in [
+        ("::ffff:0:0", 95),
+        ("2002:5102:4500::", 40),
+        ("::81.2.69.0", 120),
+    ] {
+        assert_eq!(Client::from_ecs(ip(a), p).addr, ip(a));
+    }
+    // The scope echoed moves into the mapped space; 0 stays 0, and source 0 means 0.
+    assert_eq!(ecs_scope(ip("::ffff:81.2.69.0"), 120, 16), 112);
+    assert_eq!(ecs_scope(ip("::ffff:81.2.69.0"), 120, 32), 128);
+    assert_eq!(ecs_scope(ip("::ffff:81.2.69.0"), 120, 0), 0);
+    assert_eq!(ecs_scope(ip("81.2.69.0"), 24, 16), 16);
+    assert_eq!(ecs_scope(ip("2002:5102:4500::"), 40, 32), 32);
+    assert_eq!(ecs_scope(ip("81.2.69.0"), 0, 16), 0);
+}
