@@ -18,6 +18,8 @@ use crate::model::Coords;
 /// An open GeoIP database.
 pub struct GeoDb {
     reader: Source,
+    /// Address and length of the mapping, for a mapped file.
+    region: Option<(usize, usize)>,
     path: PathBuf,
     /// Unique per opened file, so the decode cache never mixes two databases (an
     /// address could be reused after a reload frees the old one).
@@ -235,13 +237,37 @@ impl GeoDb {
     /// `geoipupdate` does, is safe: the mapping keeps the old inode until a reload
     /// opens the new file.
     pub fn open_mapped(path: &Path) -> Result<GeoDb, String> {
-        // SAFETY: `open_mmap` is unsafe because the mapped file must stay unchanged
-        // while the reader lives. That is the operator's side of `server.geoip_mmap`
+        let file = std::fs::File::open(path)
+            .map_err(|e| format!("cannot open GeoIP database {}: {e}", path.display()))?;
+        // SAFETY: mapping a file is unsafe because the file must stay unchanged while
+        // the mapping lives. That is the operator's side of `server.geoip_mmap`
         // (documented in docs/CONFIG.md and the README): the database is replaced by
         // renaming a new file over it, never written in place.
-        let reader =
-            unsafe { maxminddb::Reader::open_mmap(path) }.map_err(|e| cannot_open(path, e))?;
-        GeoDb::new(Source::Mapped(reader), path)
+        let map = unsafe { maxminddb::Mmap::map(&file) }
+            .map_err(|e| format!("cannot map GeoIP database {}: {e}", path.display()))?;
+        // The mapping stays where it is when the `Mmap` moves into the reader.
+        let region = (map.as_ptr() as usize, map.len());
+        let reader = maxminddb::Reader::from_source(map).map_err(|e| cannot_open(path, e))?;
+        let mut db = GeoDb::new(Source::Mapped(reader), path)?;
+        db.region = Some(region);
+        Ok(db)
+    }
+
+    /// For a mapped file, drops its pages from this process's resident set; they stay in
+    /// the page cache, and lookups fault back in the ones they touch. Compiling the geo
+    /// trees reads the whole file once at load: without this, RSS would count all of it
+    /// from then on although queries only touch what latency records and `explain` look
+    /// up.
+    pub fn release_pages(&self) {
+        #[cfg(target_os = "linux")]
+        if let Some((addr, len)) = self.region {
+            // SAFETY: the region is this database's own read-only shared file mapping,
+            // alive while `self` is. MADV_DONTNEED on such a mapping discards no data:
+            // the next read of a page maps it again from the page cache.
+            unsafe {
+                libc::madvise(addr as *mut libc::c_void, len, libc::MADV_DONTNEED);
+            }
+        }
     }
 
     /// [`GeoDb::open_mapped`] when `mmap`, else [`GeoDb::open`].
@@ -265,6 +291,7 @@ impl GeoDb {
         let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(GeoDb {
             reader,
+            region: None,
             path: path.to_path_buf(),
             id,
         })
@@ -591,6 +618,43 @@ mod tests {
         assert!(!within(ip("2001:db9::1"), net("2001:db8::/32")));
         assert!(within(ip("::1"), net("::/0")));
         assert!(!within(ip("1.2.3.4"), net("::/0")), "families never mix");
+    }
+
+    mod smaps {
+        include!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/support/smaps.rs"
+        ));
+    }
+
+    /// Resident KiB of this process's mappings of `path`.
+    #[cfg(target_os = "linux")]
+    fn resident_kib(path: &Path) -> u64 {
+        let name = path.canonicalize().unwrap();
+        smaps::resident_kib(std::process::id(), &name.to_string_lossy()).unwrap()
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn released_pages_leave_the_resident_set_and_come_back_on_use() {
+        // A copy of its own, so no other test's mapping of the sample counts.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("own.mmdb");
+        std::fs::copy(sample(), &path).unwrap();
+        let db = GeoDb::open_mapped(&path).unwrap();
+        let uk: IpAddr = "81.2.69.160".parse().unwrap();
+        let before = db.locate(uk);
+        db.networks(true, |l| l.country, |_, _, _| {}).unwrap();
+        assert!(resident_kib(&path) > 0, "the walk read the file");
+        db.release_pages();
+        assert_eq!(resident_kib(&path), 0);
+        // Lookups read it again: same answer (past the per-thread cache: a new address
+        // of another network).
+        assert_eq!(db.locate(uk).country, before.country);
+        assert!(db.locate("175.16.199.1".parse().unwrap()).found());
+        assert!(resident_kib(&path) > 0);
+        // A database read into memory has nothing to release.
+        GeoDb::open(&sample()).unwrap().release_pages();
     }
 
     #[test]

@@ -353,6 +353,7 @@ impl Tree {
             v if v & LEAF != 0 => t.root_leaf = Some(v),
             _ => t.top = (0..256).map(|byte| t.descend(byte)).collect(),
         }
+        t.nodes.shrink_to_fit();
         Ok(t)
     }
 

@@ -8,6 +8,9 @@ mod http;
 // case replays.
 #[path = "../support/rng.rs"]
 mod rng;
+// Resident memory of file mappings, shared with src/geo.rs's tests.
+#[path = "../support/smaps.rs"]
+mod smaps;
 
 mod admin;
 mod config_errors;

@@ -152,6 +152,10 @@ fn a_memory_mapped_database_answers_the_same() {
     assert_ne!(config, CONFIG);
     let (s, _dep) = start_with(&config);
     assert!(maps_geo_mmdb(&s), "geo.mmdb is mapped");
+    // Compiling the geo trees read the whole file; its pages were released after.
+    if let Some(kib) = crate::smaps::resident_kib(s.pid(), "/geo.mmdb") {
+        assert_eq!(kib, 0, "geo.mmdb pages resident after ready");
+    }
     // EU by continent, for all of the DB's 81.2.0.0/16; then IPv6 (AS) and a client not
     // in the DB.
     let got = ask(&s, "www.gslb.test.", RecordType::A, "81.2.69.0/24");
