@@ -5,7 +5,7 @@
 //! - `classify`: the prebuilt wire index lookup;
 //! - `geoip`: `GeoDb::locate` over 4096 addresses per kind;
 //! - `policy`: `policy::select` for geo, weighted and latency records, and the whole
-//!   dynamic decision (`answer::dynamic_addresses`: GeoIP, select, addresses, counter);
+//!   dynamic decision (`decide::decide`: GeoIP, select, addresses);
 //! - `encode`: a whole answer by the fast path against the general path;
 //! - `request`: `answer_datagram`, bytes in to bytes out, for 4096 ECS queries from every
 //!   continent (the `geo-ecs-mix` workload of `bench/run.py`);
@@ -21,7 +21,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use gslbd::answer::dynamic_addresses;
+use gslbd::decide::decide;
 use gslbd::geo::Location;
 use gslbd::model::RecordId;
 use gslbd::policy::{self, Client, Family, Pick};
@@ -350,22 +350,18 @@ fn policy(c: &mut Criterion) {
         });
     }
     // The whole decision of the fast and general paths for a geo name: GeoIP lookup,
-    // select, the addresses rotated, the answer counted.
+    // select, the up addresses, rotated.
     let www = record(&snap, "www.gslb.example.com.");
     let client = ecs_client("81.2.69.0", 24);
     let mut rng = Rng(10);
-    g.bench_function("dynamic_addresses/geo", |b| {
+    g.bench_function("decide/geo", |b| {
         b.iter(|| {
-            let mut n = 0u32;
-            let d = dynamic_addresses(
-                www,
-                RecordType::A,
-                &snap,
-                black_box(&client),
-                rng.next(),
-                false,
-                |a| n += u32::from(black_box(a).is_ipv4()),
-            );
+            let rnd = rng.next();
+            let d = decide(www, RecordType::A, &snap, black_box(&client), rnd);
+            let n: u32 = d
+                .rotated(rnd)
+                .map(|a| u32::from(black_box(a).is_ipv4()))
+                .sum();
             (d.scope, n)
         })
     });
@@ -373,7 +369,8 @@ fn policy(c: &mut Criterion) {
 }
 
 fn encode(c: &mut Criterion) {
-    let snap = example();
+    let state = example().into_shared();
+    let snap = state.load();
     let mut g = c.benchmark_group("encode");
     let mut out = Vec::with_capacity(1232);
     for (name, msg) in cases() {
@@ -404,8 +401,8 @@ fn encode(c: &mut Criterion) {
 }
 
 fn request(c: &mut Criterion) {
-    let snap = example();
-    let shared = snap.clone().into_shared();
+    let shared = example().into_shared();
+    let snap = shared.load();
     let queries = mix_queries();
     let mut out = Vec::with_capacity(1232);
     for q in &queries {
@@ -442,11 +439,12 @@ fn request(c: &mut Criterion) {
 }
 
 fn counters(c: &mut Criterion) {
-    let snap = example();
-    let rec = record(&snap, "www.gslb.example.com.");
-    let count = move |snap: &Snapshot| {
-        snap.queries.count(false, 0, 1);
-        snap.answers.count(rec, Some(0));
+    let snap = example().into_shared();
+    let rec = record(&snap.snapshot(), "www.gslb.example.com.");
+    let count = move |state: &gslbd::Shared| {
+        let view = state.load();
+        view.queries().count(false, 0, 1);
+        view.count_answer(rec, Some(gslbd::model::RegionId(0)));
     };
     let mut g = c.benchmark_group("counters");
     g.bench_function("alone", |b| b.iter(|| count(black_box(&snap))));

@@ -48,16 +48,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(dir.join("gslb.toml"), config)?;
 
     // gslbd in-process: load, bind, first probe round, serve.
-    let snapshot = gslbd::Snapshot::load(&dir.join("gslb.toml")).map_err(|e| e.to_string())?;
-    let tcp = snapshot.model.server.tcp;
-    let state = snapshot.into_shared();
-    let sockets = gslbd::bind(&["127.0.0.1:0".parse()?], 1).await?;
-    let server: SocketAddr = sockets.udp_addrs()[0];
-    let _health = gslbd::health::HealthService::start(state.clone()).await;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(gslbd::run(sockets, state, tcp, async {
-        let _ = stopped.await;
-    }));
+    let overrides = gslbd::control::Overrides {
+        listen: vec!["127.0.0.1:0".parse()?],
+        admin: None,
+    };
+    let gslbd = gslbd::Instance::launch(&dir.join("gslb.toml"), overrides).await?;
+    let server: SocketAddr = gslbd.udp_addrs()[0];
     println!(
         "gslbd on {server}; www.gslb.example.com = failover over us-east, eu-west, ap-south\n"
     );
@@ -85,8 +81,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let _ = stop.send(());
-    serving.await??;
+    gslbd.stop().await?;
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }

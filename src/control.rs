@@ -3,10 +3,10 @@
 //! Nothing here runs on the query path: reloads load and validate off it, then hand a
 //! complete snapshot to the health owner, which swaps it in atomically.
 
-use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::SystemTime;
 
 use ipnet::IpNet;
@@ -15,11 +15,11 @@ use tracing::{error, info, warn};
 
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::explain::{self, Explanation};
-use crate::health::HealthService;
-use crate::health::monitor::TargetStats;
-use crate::metrics::{self, AnswerCounters, label};
+use crate::health::{DrainError, HealthService, HealthStopped};
+use crate::metrics;
 use crate::model::{Model, RegionId};
-use crate::snapshot::{Shared, Snapshot};
+use crate::runtime::Shared;
+use crate::snapshot::Snapshot;
 
 /// Command-line values that replace config values, kept across reloads.
 #[derive(Debug, Clone, Default)]
@@ -31,6 +31,16 @@ pub struct Overrides {
 }
 
 impl Overrides {
+    /// `snap` with the overrides applied to its model.
+    pub fn applied(&self, snap: Snapshot) -> Snapshot {
+        let mut model = (*snap.model).clone();
+        self.apply(&mut model);
+        Snapshot {
+            model: Arc::new(model),
+            ..snap
+        }
+    }
+
     /// Applies the overrides to a freshly loaded model.
     pub fn apply(&self, model: &mut Model) {
         if !self.listen.is_empty() {
@@ -49,8 +59,84 @@ pub struct Control {
     overrides: Overrides,
     state: Shared,
     health: HealthService,
+    /// What was bound at start: changing these needs a restart.
+    running: Running,
     /// One reload at a time: a second one waits for the first.
     reloading: tokio::sync::Mutex<()>,
+}
+
+/// The settings a running server cannot change: its sockets and threads.
+#[derive(Debug, Clone, PartialEq)]
+struct Running {
+    listen: Vec<SocketAddr>,
+    admin: Option<SocketAddr>,
+    workers: Option<usize>,
+}
+
+impl Running {
+    fn of(model: &Model) -> Running {
+        Running {
+            listen: model.server.listen.clone(),
+            admin: model.server.admin,
+            workers: model.server.workers,
+        }
+    }
+
+    /// One warning per setting of `model` that differs from what runs.
+    fn warnings(&self, model: &Model) -> Vec<String> {
+        let want = Running::of(model);
+        let mut w = Vec::new();
+        let list = |v: &[SocketAddr]| {
+            v.iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if want.listen != self.listen {
+            w.push(format!(
+                "server.listen changed to [{}] but the server keeps listening on [{}] until it is restarted",
+                list(&want.listen),
+                list(&self.listen)
+            ));
+        }
+        if want.admin != self.admin {
+            let show = |a: Option<SocketAddr>| a.map_or("none".to_string(), |a| a.to_string());
+            w.push(format!(
+                "server.admin changed to {} but the admin API stays on {} until the server is restarted",
+                show(want.admin),
+                show(self.admin)
+            ));
+        }
+        if want.workers != self.workers {
+            let show = |n: Option<usize>| n.map_or("one per core".to_string(), |n| n.to_string());
+            w.push(format!(
+                "server.workers changed to {} but {} UDP workers per address keep running until the server is restarted",
+                show(want.workers),
+                show(self.workers)
+            ));
+        }
+        w
+    }
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reloaded {
+    /// Zones, regions and dynamic names now served.
+    pub summary: String,
+    /// Changed settings that take effect only at a restart.
+    pub warnings: Vec<String>,
+}
+
+/// Why a reload did not take effect; the previous config keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The config, a zone or the GeoIP database has errors.
+    #[error("{0}")]
+    Invalid(Diagnostics),
+    /// The health owner is gone, so nothing new can be published.
+    #[error(transparent)]
+    Stopped(#[from] HealthStopped),
 }
 
 /// A region as `GET /api/v1/regions` reports it.
@@ -111,24 +197,32 @@ impl Control {
         state: Shared,
         health: HealthService,
     ) -> Arc<Control> {
+        let running = Running::of(&state.snapshot().model);
         Arc::new(Control {
             config,
             overrides,
             state,
             health,
+            running,
             reloading: tokio::sync::Mutex::new(()),
         })
     }
 
     /// The current snapshot.
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.state.load_full()
+        self.state.snapshot()
+    }
+
+    /// The shared state the query path reads.
+    pub fn state(&self) -> &Shared {
+        &self.state
     }
 
     /// Re-reads config, zones and GeoIP DB. On any error the running snapshot stays and
     /// the errors come back (and are logged); otherwise the new one is swapped in whole,
-    /// keeping probe state and drains, and a one-line summary comes back.
-    pub async fn reload(&self) -> Result<String, Diagnostics> {
+    /// keeping probe state, drains, counters and the rate limiter's table. Every setting
+    /// takes effect except those that need a restart, which come back as warnings.
+    pub async fn reload(&self) -> Result<Reloaded, ReloadError> {
         let _one_at_a_time = self.reloading.lock().await;
         let path = self.config.clone();
         let loaded = tokio::task::spawn_blocking(move || Snapshot::load(&path))
@@ -136,43 +230,39 @@ impl Control {
             .unwrap_or_else(|e| {
                 Err(Diagnostic::new(&self.config, format!("reload task failed: {e}")).into())
             });
-        let cur = self.state.load_full();
-        let mut next = match loaded {
+        let queries = &self.state.runtime().queries;
+        let failed = || queries.reloads_failed.fetch_add(1, Relaxed);
+        let loaded = match loaded {
             Ok(s) => s,
             Err(errors) => {
-                cur.queries
-                    .reloads_failed
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                failed();
                 error!("reload failed, still serving the previous config:\n{errors}");
-                return Err(errors);
+                return Err(ReloadError::Invalid(errors));
             }
         };
-        let mut model = (*next.model).clone();
-        self.overrides.apply(&mut model);
-        if model.server.listen != cur.model.server.listen
-            || model.server.admin != cur.model.server.admin
-        {
-            warn!("server.listen and server.admin changes take effect at restart, not on reload");
-        }
-        next.answers = Arc::new(AnswerCounters::carried_over(&model, &cur.answers));
-        next.model = Arc::new(model);
-        next.queries = cur.queries.clone();
+        let next = self.overrides.applied(loaded);
+        let warnings = self.running.warnings(&next.model);
         let summary = format!(
             "{} zone(s), {} region(s), {} dynamic name(s)",
             next.zones.zones().len(),
             next.model.regions.len(),
             next.model.records.len()
         );
-        self.health.reload(next).await;
-        cur.queries
-            .reloads_ok
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Err(e) = self.health.reload(next).await {
+            failed();
+            error!("reload failed, still serving the previous config: {e}");
+            return Err(e.into());
+        }
+        queries.reloads_ok.fetch_add(1, Relaxed);
         info!("reloaded {}: {summary}", self.config.display());
-        Ok(summary)
+        for w in &warnings {
+            warn!("reload: {w}");
+        }
+        Ok(Reloaded { summary, warnings })
     }
 
-    /// Drains or undrains a region by name: `Ok(changed)`, or `Err` naming the known ones.
-    pub async fn drain(&self, region: &str, drained: bool) -> Result<bool, String> {
+    /// Drains or undrains a region by name: `Ok(changed)`.
+    pub async fn drain(&self, region: &str, drained: bool) -> Result<bool, DrainError> {
         self.health.drain(region, drained).await
     }
 
@@ -237,117 +327,8 @@ impl Control {
 
     /// Prometheus text exposition of every metric.
     pub async fn metrics(&self) -> String {
-        let snap = self.snapshot();
-        let mut out = String::with_capacity(4096);
-        metrics::family(
-            &mut out,
-            "gslbd_build_info",
-            "gauge",
-            "Always 1; the version is a label.",
-        );
-        let _ = writeln!(
-            out,
-            "gslbd_build_info{{version=\"{}\"}} 1",
-            env!("CARGO_PKG_VERSION")
-        );
-        snap.queries.render(&mut out);
-        snap.answers.render(&mut out);
-        if let Some(rrl) = &snap.rrl {
-            let help = "UDP responses over server.rate_limit, by action (since the last reload).";
-            metrics::family(&mut out, "gslbd_rate_limited_total", "counter", help);
-            let drops = rrl.limited() - rrl.slipped();
-            let _ = writeln!(out, "gslbd_rate_limited_total{{action=\"drop\"}} {drops}");
-            let _ = writeln!(
-                out,
-                "gslbd_rate_limited_total{{action=\"slip\"}} {}",
-                rrl.slipped()
-            );
-        }
-        metrics::family(
-            &mut out,
-            "gslbd_region_up",
-            "gauge",
-            "1 while probes say the region is up (or it has no probe).",
-        );
-        for (i, r) in snap.model.regions.iter().enumerate() {
-            let up = snap.health.region(RegionId(i as u16)).is_none_or(|h| h.up);
-            let _ = writeln!(
-                out,
-                "gslbd_region_up{{region=\"{}\"}} {}",
-                label(&r.name),
-                u8::from(up)
-            );
-        }
-        metrics::family(
-            &mut out,
-            "gslbd_region_drained",
-            "gauge",
-            "1 while an operator has drained the region.",
-        );
-        for (i, r) in snap.model.regions.iter().enumerate() {
-            let d = snap
-                .health
-                .region(RegionId(i as u16))
-                .is_some_and(|h| h.drained);
-            let _ = writeln!(
-                out,
-                "gslbd_region_drained{{region=\"{}\"}} {}",
-                label(&r.name),
-                u8::from(d)
-            );
-        }
-        if let Some(m) = self.health.inspect().await {
-            metrics::family(
-                &mut out,
-                "gslbd_probe_up",
-                "gauge",
-                "1 while the probe target is up.",
-            );
-            for t in m.targets() {
-                let _ = writeln!(
-                    out,
-                    "gslbd_probe_up{{target=\"{}\"}} {}",
-                    label(&t.spec.to_string()),
-                    u8::from(t.state.up)
-                );
-            }
-            metrics::family(
-                &mut out,
-                "gslbd_probe_results_total",
-                "counter",
-                "Probe results by target and kind.",
-            );
-            for t in m.targets() {
-                for (k, kind) in TargetStats::KINDS.iter().enumerate() {
-                    let _ = writeln!(
-                        out,
-                        "gslbd_probe_results_total{{target=\"{}\",result=\"{kind}\"}} {}",
-                        label(&t.spec.to_string()),
-                        t.stats.results[k]
-                    );
-                }
-            }
-            metrics::family(
-                &mut out,
-                "gslbd_probe_duration_seconds",
-                "summary",
-                "Time each probe took (bounded by its timeout).",
-            );
-            for t in m.targets() {
-                let l = label(&t.spec.to_string());
-                let _ = writeln!(
-                    out,
-                    "gslbd_probe_duration_seconds_sum{{target=\"{l}\"}} {}",
-                    t.stats.duration_sum
-                );
-                let _ = writeln!(
-                    out,
-                    "gslbd_probe_duration_seconds_count{{target=\"{l}\"}} {}",
-                    t.stats.count
-                );
-            }
-        }
-        out
+        let monitor = self.health.inspect().await;
+        metrics::exposition(&self.snapshot(), self.state.runtime(), monitor.as_ref())
     }
 }
 

@@ -15,9 +15,11 @@ use hickory_server::server::Request;
 use ipnet::IpNet;
 use serde::Serialize;
 
-use crate::answer::{self, Reply, Trace};
+use crate::answer::{self, Reply};
+use crate::decide::{Choice, Trace};
 use crate::geo::Location;
 use crate::model::{Model, Policy, RegionId};
+use crate::pipeline::EDNS_UDP_PAYLOAD;
 use crate::policy::{Pick, RttSource, Rule, latency::Row};
 use crate::snapshot::Snapshot;
 
@@ -101,7 +103,7 @@ pub fn explain(
     msg.add_query(Query::query(qname, qtype_v));
     if let Some(net) = subnet {
         let mut e = Edns::new();
-        e.set_max_payload(answer::EDNS_UDP_PAYLOAD);
+        e.set_max_payload(EDNS_UDP_PAYLOAD);
         e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
             net.network(),
             net.prefix_len(),
@@ -112,24 +114,36 @@ pub fn explain(
     let bytes = msg.to_vec().map_err(|e| e.to_string())?;
     let request = Request::from_bytes(bytes, SocketAddr::new(client, 53), Protocol::Udp)
         .map_err(|e| e.to_string())?;
-    let reply = answer::explain(&request, snap, 0);
+    let q = crate::general::describe(&request, false);
+    let reply = answer::explain(&request, &q, snap, 0);
     Ok(Explanation {
         name: name.to_string(),
         qtype: qtype_v.to_string(),
         client: client.to_string(),
         subnet: subnet.map(|s| s.to_string()),
         rcode: rcode_name(&reply),
-        authoritative: reply.metadata.authoritative,
-        dynamic: reply.trace.as_ref().map(|t| dynamic(snap, t)),
+        authoritative: reply.authoritative,
+        dynamic: match (&reply.choice, &reply.trace) {
+            (Some(c), Some(t)) => Some(dynamic(snap, c, t)),
+            _ => None,
+        },
         answer: lines(&reply.answers),
         authority: lines(&reply.authority),
         additional: lines(&reply.additionals),
-        ecs_scope: subnet.and(reply.ecs_scope),
+        // The scope as echoed: for an IPv4-mapped subnet, in the mapped space.
+        ecs_scope: subnet.and_then(|net| {
+            let scope = reply.ecs_scope?;
+            Some(crate::policy::ecs_scope(
+                answer::mask(net.addr(), net.prefix_len()),
+                net.prefix_len(),
+                scope,
+            ))
+        }),
     })
 }
 
 fn rcode_name(reply: &Reply<'_>) -> String {
-    match reply.metadata.response_code {
+    match reply.rcode {
         ResponseCode::NoError => "NOERROR".into(),
         ResponseCode::NXDomain => "NXDOMAIN".into(),
         ResponseCode::Refused => "REFUSED".into(),
@@ -144,9 +158,9 @@ fn lines(records: &[std::borrow::Cow<'_, Record>]) -> Vec<String> {
         .collect()
 }
 
-fn dynamic(snap: &Snapshot, t: &Trace) -> DynamicExplanation {
+fn dynamic(snap: &Snapshot, c: &Choice, t: &Trace) -> DynamicExplanation {
     let model = &snap.model;
-    let rec = &model.records[t.record.index()];
+    let rec = &model.records[c.record.index()];
     let name = |id: RegionId| model.region(id).name.clone();
     let health = |id: RegionId| match snap.health.region(id) {
         Some(h) if h.drained => "drained",

@@ -2,33 +2,28 @@
 //! into hickory-proto's message types and without allocating.
 //!
 //! [`query::parse`] accepts one question of class IN (no compression pointer) with at
-//! most an OPT record carrying at most a Client Subnet; [`WireIndex`](crate::zone::wire::WireIndex) has every plain
-//! name's answer sections prebuilt; dynamic names go through the same policy code as the
-//! general path ([`crate::answer::dynamic_addresses`]) and their records are written
-//! straight into the reply. Whatever this path does not handle — malformed or unusual
-//! queries, CNAMEs, delegations, wildcards, REFUSED, replies that need truncating for
-//! static data — returns `false` before anything is counted, and
-//! the caller answers through the general path. Tests check that both paths give the
-//! same replies.
+//! most an OPT record carrying at most a Client Subnet;
+//! [`WireIndex`](crate::zone::wire::WireIndex) has every plain name's answer sections
+//! prebuilt; dynamic names are decided by [`crate::decide`], as on the general path, and
+//! their records written straight into the reply. This path only chooses *what* to
+//! answer: [`pipeline::finish`] frames, limits and counts the reply, as for every other.
+//! Whatever it does not handle (malformed or unusual queries, CNAMEs, delegations,
+//! wildcards, REFUSED) returns `false` before anything is written or counted, and the
+//! caller answers through the general path. Tests check that both paths give the same
+//! replies.
 
 pub mod query;
 
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
 use hickory_proto::rr::RecordType;
 
-use crate::answer::{EDNS_UDP_PAYLOAD, dynamic_addresses};
-use crate::policy::Client;
-use crate::rrl::{Kind, Verdict};
-use crate::snapshot::Snapshot;
+use crate::decide::decide;
+use crate::pipeline::{self, Body};
+use crate::rrl::Kind;
+use crate::runtime::View;
 use crate::zone::wire::{Lookup, Template};
-use query::Edns;
 
-const QR: u16 = 0x8000;
-const AA: u16 = 0x0400;
-const TC: u16 = 0x0200;
-const RD: u16 = 0x0100;
-const CD: u16 = 0x0010;
 const NXDOMAIN: u16 = 3;
 
 /// Answers `msg` into `out` when it is an everyday query; `false` (with nothing counted
@@ -36,7 +31,7 @@ const NXDOMAIN: u16 = 3;
 pub fn answer(
     msg: &[u8],
     src: SocketAddr,
-    snap: &Snapshot,
+    view: &View<'_>,
     tcp: bool,
     rnd: u64,
     now_ms: impl FnOnce() -> u64,
@@ -46,125 +41,85 @@ pub fn answer(
     let Some(q) = query::parse(msg, &mut name) else {
         return false;
     };
-    let limit = if tcp {
-        usize::from(u16::MAX)
-    } else {
-        q.edns
-            .map_or(512, |e| e.payload.clamp(512, EDNS_UDP_PAYLOAD))
-            .into()
-    };
-    let found = snap.zones.wire().lookup(q.key(), q.qtype);
-    // Static replies that do not fit are truncated by the general path (it drops the
-    // additional section first); decide before anything is counted.
-    let fixed = match found {
-        Lookup::Static(t) | Lookup::NoData(t) => Some(t.body.len()),
-        Lookup::NxDomain(nx) => Some(2 + nx.tail.len()),
-        Lookup::Dynamic(..) => Some(0),
-        Lookup::General => None,
-    };
-    let Some(fixed) = fixed else {
-        return false;
-    };
-    if 12 + q.question.len() + fixed + opt_len(q.edns.as_ref()) > limit {
+    let found = view.zones.wire().lookup(q.key(), q.qtype);
+    if let Lookup::General = found {
         return false;
     }
-
+    let head = q.head(tcp);
     out.clear();
     out.extend_from_slice(&[0; 12]);
     out.extend_from_slice(q.question);
-    let mut scope = 0;
-    let (rcode, counts, kind) = match found {
-        Lookup::Static(t) => (0, copy(t, out), Kind::Answer),
-        Lookup::NoData(t) => (0, copy(t, out), Kind::NoData),
+    let at = out.len();
+    let body = match found {
+        Lookup::Static(t) => copy(t, Kind::Answer, out),
+        Lookup::NoData(t) => copy(t, Kind::NoData, out),
         Lookup::NxDomain(nx) => {
             // The apex is the question name's tail: point at it.
             let apex_at = 12 + q.key().len() - nx.apex_len;
             out.extend_from_slice(&(0xC000 | apex_at as u16).to_be_bytes());
             out.extend_from_slice(&nx.tail);
-            (NXDOMAIN, [0, 1, 0], Kind::NxDomain)
+            Body {
+                rcode: NXDOMAIN,
+                counts: [0, 1, 0],
+                additional_at: out.len(),
+                kind: Kind::NxDomain,
+                ..static_body(at)
+            }
         }
         Lookup::Dynamic(record, nodata) => {
-            let client = client(q.edns.as_ref(), src);
-            let ttl = snap.model.records[record.index()].ttl;
-            let mut n = 0u16;
-            let d = dynamic_addresses(
+            let choice = decide(
                 record,
                 RecordType::from(q.qtype),
-                snap,
-                &client,
+                view,
+                &head.client(src.ip()),
                 rnd,
-                false,
-                |a| {
-                    write_address(a, ttl, out);
-                    n += 1;
-                },
             );
-            scope = d.scope;
-            if n == 0 {
-                (0, copy(nodata, out), Kind::NoData)
+            let mut body = if choice.addrs.is_empty() {
+                copy(nodata, Kind::NoData, out)
             } else {
-                (0, [n, 0, 0], Kind::Answer)
-            }
+                let ttl = view.model.records[record.index()].ttl;
+                choice.rotated(rnd).for_each(|a| write_address(a, ttl, out));
+                Body {
+                    counts: [choice.addrs.len() as u16, 0, 0],
+                    additional_at: out.len(),
+                    ..static_body(at)
+                }
+            };
+            body.ecs_scope = Some(choice.scope);
+            body.answer = Some((record, choice.region));
+            body
         }
         Lookup::General => return false,
     };
-    let mut flags = QR | AA | (q.flags & (RD | CD)) | rcode;
-    let mut counts = counts;
-    if out.len() + opt_len(q.edns.as_ref()) > limit {
-        // Only a dynamic answer with many addresses gets here: TC=1, question and OPT,
-        // as the general path does (RFC 2181 §9).
-        out.truncate(12 + q.question.len());
-        flags |= TC;
-        counts = [0, 0, 0];
-    }
-    let verdict = match (&snap.rrl, tcp) {
-        (Some(rrl), false) => rrl.check(src.ip(), kind, now_ms()),
-        _ => Verdict::Send,
-    };
-    match verdict {
-        Verdict::Send => {}
-        Verdict::Slip => {
-            out.truncate(12 + q.question.len());
-            flags |= TC;
-            counts = [0, 0, 0];
-        }
-        Verdict::Drop => {
-            out.clear();
-            return true;
-        }
-    }
-    if let Some(e) = &q.edns {
-        write_opt(e, scope, out);
-    }
-    let arcount = counts[2] + u16::from(q.edns.is_some());
-    let header = &mut out[..12];
-    header[0..2].copy_from_slice(&q.id.to_be_bytes());
-    header[2..4].copy_from_slice(&flags.to_be_bytes());
-    header[4..6].copy_from_slice(&1u16.to_be_bytes());
-    header[6..8].copy_from_slice(&counts[0].to_be_bytes());
-    header[8..10].copy_from_slice(&counts[1].to_be_bytes());
-    header[10..12].copy_from_slice(&arcount.to_be_bytes());
-    if verdict == Verdict::Send {
-        snap.queries.count(tcp, rcode, q.qtype);
-    }
+    pipeline::finish(&head, &body, view, src.ip(), now_ms, out);
     true
 }
 
-/// The client a dynamic answer is for, as in the general path: the ECS subnet when its
-/// source prefix is not 0, else the packet's source address.
-fn client(edns: Option<&Edns>, src: SocketAddr) -> Client {
-    match edns.and_then(|e| e.ecs) {
-        Some(ecs) if ecs.source > 0 => Client::from_ecs(ecs.addr, ecs.source),
-        _ => Client {
-            addr: src.ip().to_canonical(),
-            source_prefix: None,
-        },
+/// An authoritative NOERROR answer from our zones, sections starting at `at`.
+fn static_body(at: usize) -> Body {
+    Body {
+        rcode: 0,
+        authoritative: true,
+        counts: [0; 3],
+        sections_at: at,
+        additional_at: at,
+        glue: false,
+        kind: Kind::Answer,
+        ecs_scope: Some(0),
+        answer: None,
     }
 }
 
-fn copy(t: &Template, out: &mut Vec<u8>) -> [u16; 3] {
+/// Appends a template's sections.
+fn copy(t: &Template, kind: Kind, out: &mut Vec<u8>) -> Body {
+    let at = out.len();
     out.extend_from_slice(&t.body);
-    t.counts
+    Body {
+        counts: t.counts,
+        additional_at: at + t.additional_at,
+        kind,
+        ..static_body(at)
+    }
 }
 
 /// One A or AAAA record owned by the question name (a pointer to offset 12).
@@ -182,48 +137,6 @@ fn write_address(a: IpAddr, ttl: u32, out: &mut Vec<u8>) {
             out.extend_from_slice(&v6.octets());
         }
     }
-}
-
-/// The size of the OPT record [`write_opt`] writes.
-fn opt_len(edns: Option<&Edns>) -> usize {
-    match edns {
-        None => 0,
-        Some(e) => 11 + e.ecs.map_or(0, |c| 8 + usize::from(c.source).div_ceil(8)),
-    }
-}
-
-/// Our OPT record (RFC 6891): our payload size (never above the client's), version 0,
-/// DO copied (RFC 3225), and the client's subnet echoed with the answer's scope (RFC 7871
-/// §7.2.1; scope 0 when the client sent source 0).
-fn write_opt(e: &Edns, scope: u8, out: &mut Vec<u8>) {
-    // Written into one buffer, then appended once: owner, TYPE, CLASS (payload),
-    // TTL (extended RCODE, version, DO), RDLENGTH, and the ECS option.
-    let mut buf = [0u8; 11 + 8 + 16];
-    buf[2] = 41;
-    buf[3..5].copy_from_slice(&e.payload.clamp(512, EDNS_UDP_PAYLOAD).to_be_bytes());
-    if e.dnssec_ok {
-        buf[7] = 0x80;
-    }
-    let Some(ecs) = e.ecs else {
-        out.extend_from_slice(&buf[..11]);
-        return;
-    };
-    let n = usize::from(ecs.source).div_ceil(8);
-    buf[9..11].copy_from_slice(&((8 + n) as u16).to_be_bytes());
-    buf[12] = 8;
-    buf[13..15].copy_from_slice(&((4 + n) as u16).to_be_bytes());
-    let (family, addr) = match ecs.addr {
-        IpAddr::V4(a) => (1, Ipv6Addr::from(u128::from(u32::from(a)) << 96).octets()),
-        IpAddr::V6(a) => (2, a.octets()),
-    };
-    buf[16] = family;
-    buf[17] = ecs.source;
-    buf[18] = crate::policy::ecs_scope(ecs.addr, ecs.source, scope);
-    let len = 19 + n;
-    if let (Some(dst), Some(src)) = (buf.get_mut(19..len), addr.get(..n)) {
-        dst.copy_from_slice(src);
-    }
-    out.extend_from_slice(buf.get(..len).unwrap_or(&buf));
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use ipnet::IpNet;
 use tracing::info;
 
 use gslbd::control::{Control, Overrides};
-use gslbd::model::Model;
+use gslbd::instance::{Instance, Listeners};
 use gslbd::snapshot::Snapshot;
 
 /// gslbd: a GSLB authoritative DNS server.
@@ -256,67 +256,22 @@ fn serve(
         }
     };
     let overrides = Overrides { listen, admin };
-    let mut model: Model = (*snap.model).clone();
-    overrides.apply(&mut model);
-    let snap = Snapshot {
-        model: model.into(),
-        ..snap
-    };
+    let snap = overrides.applied(snap);
     info!("{}", summary(&config, &snap));
-    let addrs = snap.model.server.listen.clone();
-    let admin_addr = snap.model.server.admin;
-    let token = snap.model.server.admin_token.clone();
-    let tcp = snap.model.server.tcp;
-    let workers = snap
-        .model
-        .server
-        .workers
-        .unwrap_or_else(gslbd::server::default_workers);
-    let state = snap.into_shared();
-
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let sockets = gslbd::bind(&addrs, workers).await?;
-        let admin_listener = match admin_addr {
-            Some(a) => Some(gslbd::admin::bind(a).await?),
-            None => None,
-        };
-        // Cold start: one round of probes before the first answer, so that a region
-        // which is down now is never served (bounded by the probes' timeouts).
-        let health = gslbd::health::HealthService::start(state.clone()).await;
-        let control = Control::new(config, overrides, state.clone(), health);
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let admin_task = admin_listener.map(|listener| {
-            let mut stop = stop_rx.clone();
-            let shutdown = async move {
-                let _ = stop.changed().await;
-            };
-            tokio::spawn(gslbd::admin::serve(
-                listener,
-                control.clone(),
-                token,
-                shutdown,
-            ))
-        });
+        let listeners = Listeners::bind(&snap.model).await?;
+        let server = Instance::start(config, overrides, snap, listeners).await?;
         // Signal handlers are installed before `ready`: a signal that arrives right
         // after it must find them, not the default action (which would kill us).
         let signals = Signals::install()?;
-        tokio::spawn(reload_on_sighup(signals.hup, control.clone()));
+        tokio::spawn(reload_on_sighup(signals.hup, server.control().clone()));
         info!("ready");
-        drop(stop_rx);
-        let (term, int) = (signals.term, signals.int);
-        let dns_shutdown = async move {
-            shutdown_signal(term, int).await;
-            let _ = stop_tx.send(true); // stops the admin API too
-        };
-        gslbd::run(sockets, state, tcp, dns_shutdown).await?;
-        if let Some(t) = admin_task {
-            // Let the admin API finish its requests in flight (it got the stop too).
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), t).await;
-        }
+        shutdown_signal(signals.term, signals.int).await;
+        server.stop().await?;
         info!("stopped");
         Ok(ExitCode::SUCCESS)
     })

@@ -6,18 +6,16 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use tracing::{debug, warn};
 
 use crate::config;
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::geo::GeoDb;
 use crate::health::Health;
-use crate::metrics::{AnswerCounters, QueryCounters};
 use crate::model::{GeoRules, Model, Policy, RecordId};
 use crate::policy::geo;
 use crate::policy::geomap::{GeoMap, Places};
-use crate::rrl::{DEFAULT_TABLE_SIZE, Limiter};
+use crate::runtime::Shared;
 use crate::zone::{Zones, file};
 
 /// Config, zones and health, consistent with each other. Every field is shared, so a
@@ -35,17 +33,7 @@ pub struct Snapshot {
     /// Per dynamic record (by index), its geo rules compiled against `geo`, when it has
     /// rules that look at locations ([`GeoMap`]).
     pub geo_maps: Arc<[Option<Arc<GeoMap>>]>,
-    /// Query counters: one set per process, handed from snapshot to snapshot.
-    pub queries: Arc<QueryCounters>,
-    /// Answers by dynamic record and region, laid out for this model.
-    pub answers: Arc<AnswerCounters>,
-    /// Response rate limiting (UDP), when `server.rate_limit` is set. A reload starts
-    /// a fresh table.
-    pub rrl: Option<Arc<Limiter>>,
 }
-
-/// The handle the query path reads and the owner task replaces.
-pub type Shared = Arc<ArcSwap<Snapshot>>;
 
 impl Snapshot {
     /// Loads config and zones from disk and checks them against each other; every
@@ -77,20 +65,12 @@ impl Snapshot {
     pub fn build(model: Model, files: Vec<file::ZoneFile>) -> Result<Snapshot, Diagnostics> {
         let zones = Zones::build(files, &model)?;
         let health = Health::all_up(&model);
-        let answers = AnswerCounters::new(&model);
-        let rrl = model
-            .server
-            .rate_limit
-            .map(|r| Arc::new(Limiter::new(&r, DEFAULT_TABLE_SIZE)));
         Ok(Snapshot {
             model: Arc::new(model),
             zones: Arc::new(zones),
             health: Arc::new(health),
             geo: None,
             geo_maps: Arc::new([]),
-            queries: Arc::new(QueryCounters::default()),
-            answers: Arc::new(answers),
-            rrl,
         })
     }
 
@@ -99,9 +79,9 @@ impl Snapshot {
         self.geo_maps.get(record.index()).and_then(|m| m.as_deref())
     }
 
-    /// Wraps the snapshot for sharing with the query path.
+    /// Publishes the snapshot for the query path, with a fresh [`Runtime`](crate::runtime::Runtime).
     pub fn into_shared(self) -> Shared {
-        Arc::new(ArcSwap::from_pointee(self))
+        Shared::new(self)
     }
 }
 

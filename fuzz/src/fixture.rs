@@ -22,7 +22,6 @@ use gslbd::Shared;
 use gslbd::geo::GeoDb;
 use gslbd::health::{Health, RegionHealth};
 use gslbd::model::RateLimit;
-use gslbd::rrl::{DEFAULT_TABLE_SIZE, Limiter};
 use gslbd::snapshot::Snapshot;
 
 /// Regions with and without IPv6 and locations, one with more addresses than fit 512
@@ -402,14 +401,19 @@ pub fn request() -> &'static Request {
     static STATE: OnceLock<Request> = OnceLock::new();
     STATE.get_or_init(|| {
         let base = load_snapshot();
-        assert!(base.rrl.is_none(), "the fixture config sets no rate limit");
+        assert!(
+            base.model.server.rate_limit.is_none(),
+            "the fixture config sets no rate limit"
+        );
         let mut states = Vec::new();
         for limited in [false, true] {
             for h in health_states() {
                 let mut s = base.clone();
                 s.health = Arc::new(h);
                 if limited {
-                    s.rrl = Some(Arc::new(Limiter::new(&RATE_LIMIT, DEFAULT_TABLE_SIZE)));
+                    let mut model = (*s.model).clone();
+                    model.server.rate_limit = Some(RATE_LIMIT);
+                    s.model = Arc::new(model);
                 }
                 states.push(s.into_shared());
             }

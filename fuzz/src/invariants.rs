@@ -100,7 +100,7 @@ pub fn check_reply(query: &[u8], reply: &[u8], may_drop: bool) -> Result<(), Str
     // A question that points into the header is malformed (nothing precedes the first
     // name) and gets a bare FORMERR, without the question or OPT: echoing its bytes
     // would make the pointer name something else in the reply.
-    if gslbd::server::question_points_into_header(query) {
+    if gslbd::general::question_points_into_header(query) {
         ensure!(
             rcode == ResponseCode::FormErr && resp.queries.is_empty(),
             "a question pointing into the header got {rcode} with {} question(s)",

@@ -35,7 +35,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
-use crate::control::{Control, RegionReport};
+use crate::control::{Control, RegionReport, ReloadError};
+use crate::health::DrainError;
 
 mod auth;
 mod route;
@@ -73,10 +74,9 @@ pub async fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 pub async fn serve(
     listener: TcpListener,
     control: Arc<Control>,
-    token: Option<String>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let api = Arc::new(Api { control, token });
+    let api = Arc::new(Api { control });
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut shutdown = std::pin::pin!(shutdown);
@@ -148,8 +148,10 @@ struct ReloadReply {
     ok: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     summary: Option<String>,
+    /// Changed settings that need a restart (always present on success, maybe empty).
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    warnings: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -159,7 +161,6 @@ struct ErrorReply {
 
 struct Api {
     control: Arc<Control>,
-    token: Option<String>,
 }
 
 impl Api {
@@ -207,11 +208,13 @@ impl Api {
         }
 
         let what = format!("{method} {path}");
+        // Read per request, so a reload that rotates the token applies at once.
+        let token = self.control.snapshot().model.server.admin_token.clone();
         let auth = req
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        if let Err((status, msg)) = authorize(self.token.as_deref(), auth, peer_ip) {
+        if let Err((status, msg)) = authorize(token.as_deref(), auth, peer_ip) {
             warn!("{peer} {what}: refused ({status}): {msg}");
             let mut r = error(status, msg);
             if status == StatusCode::UNAUTHORIZED {
@@ -224,7 +227,7 @@ impl Api {
         if let Err(r) = read_body(req).await {
             return r;
         }
-        let who = if self.token.is_some() {
+        let who = if token.is_some() {
             format!("{peer} (token)")
         } else {
             format!("{peer} (loopback)")
@@ -246,37 +249,46 @@ impl Api {
                     }
                     Ok(Err(e)) => {
                         info!("{who} {what}: {e}");
-                        let status = if e.starts_with("no region") {
-                            StatusCode::NOT_FOUND
-                        } else {
-                            StatusCode::SERVICE_UNAVAILABLE
+                        let status = match e {
+                            DrainError::UnknownRegion(_) => StatusCode::NOT_FOUND,
+                            DrainError::Stopped(_) => StatusCode::SERVICE_UNAVAILABLE,
                         };
-                        error(status, e)
+                        error(status, e.to_string())
                     }
                     Err(r) => r,
                 }
             }
             Endpoint::Reload => match run(async move { control.reload().await }).await {
-                Ok(Ok(summary)) => {
-                    info!("{who} {what}: ok, {summary}");
+                Ok(Ok(done)) => {
+                    info!(
+                        "{who} {what}: ok, {} ({} warning(s))",
+                        done.summary,
+                        done.warnings.len()
+                    );
                     json_reply(
                         StatusCode::OK,
                         &ReloadReply {
                             ok: true,
-                            summary: Some(summary),
+                            summary: Some(done.summary),
+                            warnings: done.warnings,
                             error: None,
                         },
                     )
                 }
-                Ok(Err(errors)) => {
+                Ok(Err(e)) => {
                     // The errors themselves are logged by Control::reload.
-                    info!("{who} {what}: failed, {} error(s)", errors.0.len());
+                    info!("{who} {what}: failed");
+                    let status = match e {
+                        ReloadError::Invalid(_) => StatusCode::BAD_REQUEST,
+                        ReloadError::Stopped(_) => StatusCode::SERVICE_UNAVAILABLE,
+                    };
                     let body = ReloadReply {
                         ok: false,
                         summary: None,
-                        error: Some(errors.to_string()),
+                        warnings: Vec::new(),
+                        error: Some(e.to_string()),
                     };
-                    json_reply(StatusCode::BAD_REQUEST, &body)
+                    json_reply(status, &body)
                 }
                 Err(r) => r,
             },

@@ -6,6 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::answer::mask;
+use crate::pipeline::{self, Ecs, Edns};
 
 /// The longest name in wire format (RFC 1035 §3.1).
 pub const MAX_NAME: usize = 255;
@@ -29,27 +30,18 @@ pub struct Query<'m, 'k> {
     pub edns: Option<Edns>,
 }
 
-/// What the OPT record of a query says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Edns {
-    /// The client's UDP payload size.
-    pub payload: u16,
-    /// The DO bit.
-    pub dnssec_ok: bool,
-    /// The Client Subnet option.
-    pub ecs: Option<Ecs>,
-}
-
-/// An EDNS Client Subnet option (RFC 7871) of a query.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ecs {
-    /// SOURCE PREFIX-LENGTH.
-    pub source: u8,
-    /// ADDRESS, with the bits past the source prefix cleared; its family is FAMILY.
-    pub addr: IpAddr,
-}
-
 impl Query<'_, '_> {
+    /// What the reply pipeline needs of this query.
+    pub fn head(&self, tcp: bool) -> pipeline::Query {
+        pipeline::Query {
+            id: self.id,
+            flags: self.flags,
+            qtype: self.qtype,
+            edns: self.edns,
+            tcp,
+        }
+    }
+
     /// The question name in lower case, wire format: the key of
     /// [`crate::zone::wire::WireIndex`].
     pub fn key(&self) -> &[u8] {

@@ -135,7 +135,9 @@ fn mixed_case(name: &str) -> String {
         .collect()
 }
 
-/// Runs every query through both paths; returns (fast, total).
+/// Runs every query through both paths, each against its own runtime (counters and, with
+/// `server.rate_limit`, limiter), and checks that they reply alike, rate limiting
+/// included, and count alike; returns (fast, total).
 fn compare(snap: &Snapshot, names: &[&str], types: &[RecordType]) -> (usize, usize) {
     let sources: [SocketAddr; 3] = [
         "127.0.0.1:5300".parse().unwrap(),
@@ -149,6 +151,8 @@ fn compare(snap: &Snapshot, names: &[&str], types: &[RecordType]) -> (usize, usi
             health,
             ..snap.clone()
         };
+        let (fast_state, general_state) = (snap.clone().into_shared(), snap.clone().into_shared());
+        let (fast_view, general_view) = (fast_state.load(), general_state.load());
         for name in names {
             for lower in [true, false] {
                 let qname = if lower {
@@ -164,16 +168,25 @@ fn compare(snap: &Snapshot, names: &[&str], types: &[RecordType]) -> (usize, usi
                                 let msg = query(id, &qname, qtype, edns.as_ref(), i % 2 == 0);
                                 let rnd = 0x9E37_79B9_7F4A_7C15u64.wrapping_mul(total as u64 + 1);
                                 total += 1;
-                                let took = super::answer(&msg, *src, &snap, tcp, rnd, || 0, &mut a);
+                                let took =
+                                    super::answer(&msg, *src, &fast_view, tcp, rnd, || 0, &mut a);
                                 if !took {
                                     continue;
                                 }
                                 fast += 1;
-                                answer_general(&msg, *src, &snap, tcp, rnd, &mut b);
+                                answer_general(&msg, *src, &general_view, tcp, rnd, &mut b);
                                 let what = format!(
                                     "{qname} {qtype} edns#{i} src#{j} tcp={tcp} health={:?}",
                                     snap.health
                                 );
+                                if a.is_empty() || b.is_empty() {
+                                    assert_eq!(
+                                        a.is_empty(),
+                                        b.is_empty(),
+                                        "{what}: one path dropped"
+                                    );
+                                    continue;
+                                }
                                 same(&a, &b, &what);
                             }
                         }
@@ -181,6 +194,21 @@ fn compare(snap: &Snapshot, names: &[&str], types: &[RecordType]) -> (usize, usi
                 }
             }
         }
+        let metrics = |state: &crate::runtime::Shared| {
+            let rt = state.runtime();
+            let mut s = String::new();
+            rt.queries.render(&mut s);
+            rt.answers().render(&mut s);
+            if let Some(rrl) = rt.rrl() {
+                s += &format!("limited {} slipped {}\n", rrl.limited(), rrl.slipped());
+            }
+            s
+        };
+        assert_eq!(
+            metrics(&fast_state),
+            metrics(&general_state),
+            "both paths count alike"
+        );
     }
     (fast, total)
 }
@@ -195,7 +223,8 @@ fn same(fast: &[u8], general: &[u8], what: &str) {
 fn takes(snap: &Snapshot, name: &str, qtype: RecordType, edns: Option<&Edns>) -> bool {
     let msg = query(1, name, qtype, edns, false);
     let src = "127.0.0.1:5300".parse().unwrap();
-    super::answer(&msg, src, snap, false, 1, || 0, &mut Vec::new())
+    let state = snap.clone().into_shared();
+    super::answer(&msg, src, &state.load(), false, 1, || 0, &mut Vec::new())
 }
 
 const TYPES: [RecordType; 9] = [
@@ -234,12 +263,68 @@ fn example_deployment_fast_replies_equal_general_replies() {
         "other.test",
     ];
     let (fast, total) = compare(&snap, &names, &TYPES);
-    // Most of these are everyday queries.
-    assert!(
-        fast * 2 > total,
-        "only {fast} of {total} took the fast path"
+    // Most of these are everyday queries. The exact count pins which queries the fast
+    // path takes: a change to it must change this number on purpose.
+    assert_eq!(
+        (fast, total),
+        (EXAMPLE_FAST, EXAMPLE_TOTAL),
+        "fast path taken"
     );
 }
+
+/// Queries of `example_deployment_fast_replies_equal_general_replies` that the fast path
+/// answers, of all it sends.
+const EXAMPLE_FAST: usize = 124_416;
+const EXAMPLE_TOTAL: usize = 186_624;
+
+#[test]
+fn rate_limited_fast_replies_equal_general_replies() {
+    // A budget of 3 answers a second per network and kind, every second limited reply
+    // slipped: most of these replies are dropped or slipped, by both paths alike.
+    let base = example();
+    let mut model = (*base.model).clone();
+    model.server.rate_limit = Some(crate::model::RateLimit {
+        responses_per_second: 3,
+        slip: 2,
+    });
+    let snap = Snapshot {
+        model: Arc::new(model),
+        ..base
+    };
+    let names = [
+        "www.gslb.example.com",
+        "static.gslb.example.com",
+        "nope.gslb.example.com",
+    ];
+    let (fast, total) = compare(&snap, &names, &[RecordType::A, RecordType::TXT]);
+    assert_eq!(
+        (fast, total),
+        (LIMITED_FAST, LIMITED_TOTAL),
+        "fast path taken"
+    );
+    let state = snap.into_shared();
+    let view = state.load();
+    let msg = query(1, "www.gslb.example.com", RecordType::A, None, false);
+    let src: SocketAddr = "192.0.2.1:5300".parse().unwrap();
+    let mut kinds = [0; 3];
+    for _ in 0..40 {
+        let mut out = Vec::new();
+        assert!(super::answer(&msg, src, &view, false, 1, || 0, &mut out));
+        kinds[match out.get(2) {
+            None => 0,
+            Some(f) if f & 0x02 != 0 => 1,
+            Some(_) => 2,
+        }] += 1;
+    }
+    assert_eq!(
+        kinds,
+        [19, 18, 3],
+        "[dropped, slipped, answered] within one second"
+    );
+}
+
+const LIMITED_FAST: usize = 6_912;
+const LIMITED_TOTAL: usize = 6_912;
 
 #[test]
 fn test_zone_fast_replies_equal_general_replies() {
@@ -266,8 +351,16 @@ fn test_zone_fast_replies_equal_general_replies() {
         "missing.gslb.test",
         "a.b.missing.gslb.test",
     ];
-    compare(&snap, &names, &TYPES);
+    let (fast, total) = compare(&snap, &names, &TYPES);
+    assert_eq!(
+        (fast, total),
+        (TEST_ZONE_FAST, TEST_ZONE_TOTAL),
+        "fast path taken"
+    );
 }
+
+const TEST_ZONE_FAST: usize = 145_152;
+const TEST_ZONE_TOTAL: usize = 207_360;
 
 #[path = "../../tests/support/everyday.rs"]
 #[allow(unreachable_pub)]
@@ -307,6 +400,8 @@ fn unusual_queries_are_left_to_the_general_path() {
     let src: SocketAddr = "127.0.0.1:5300".parse().unwrap();
     let base = query(7, "www.gslb.example.com", RecordType::A, None, false);
     let mut out = Vec::new();
+    let state = snap.into_shared();
+    let snap = state.load();
     assert!(super::answer(&base, src, &snap, false, 1, || 0, &mut out));
     let variants: Vec<(&str, Vec<u8>)> = vec![
         ("response", {

@@ -21,6 +21,35 @@ use crate::policy::Family;
 pub use monitor::Monitor;
 pub use service::HealthService;
 
+/// A region name that the config does not define.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no region {name:?} (known: {})", known.join(", "))]
+pub struct UnknownRegion {
+    /// The name asked for.
+    pub name: String,
+    /// The regions the config defines.
+    pub known: Vec<String>,
+}
+
+/// The health owner task is gone (it panicked, or the runtime is shutting down): no
+/// drain, reload or health change can take effect any more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the health owner task has stopped: health, drains and reloads no longer take effect; restart gslbd"
+)]
+pub struct HealthStopped;
+
+/// Why a drain or undrain did not happen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DrainError {
+    /// No such region.
+    #[error(transparent)]
+    UnknownRegion(#[from] UnknownRegion),
+    /// The health owner is gone.
+    #[error(transparent)]
+    Stopped(#[from] HealthStopped),
+}
+
 /// The health of every region, indexed by [`RegionId`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Health {

@@ -10,7 +10,7 @@ use tracing::info;
 
 use super::probe::{self, TargetSpec};
 use super::state::{Outcome, TargetState, Transition};
-use super::{Health, RegionHealth};
+use super::{Health, RegionHealth, UnknownRegion};
 use crate::model::{Model, RegionId};
 
 /// Targets, their states and drains for one model.
@@ -190,10 +190,12 @@ impl Monitor {
 
     /// Drains or undrains the region called `name`; `Err` when there is none. Returns
     /// whether anything changed.
-    pub fn set_drained(&mut self, name: &str, drained: bool) -> Result<bool, String> {
+    pub fn set_drained(&mut self, name: &str, drained: bool) -> Result<bool, UnknownRegion> {
         let Some(id) = self.model.region_id(name) else {
-            let known: Vec<&str> = self.model.regions.iter().map(|r| r.name.as_str()).collect();
-            return Err(format!("no region {name:?} (known: {})", known.join(", ")));
+            return Err(UnknownRegion {
+                name: name.to_string(),
+                known: self.model.regions.iter().map(|r| r.name.clone()).collect(),
+            });
         };
         let changed = self.drained[id.index()] != drained;
         if changed {
@@ -353,6 +355,7 @@ addresses = ["192.0.2.11"]
         assert!(
             m.set_drained("zz", true)
                 .unwrap_err()
+                .to_string()
                 .contains("known: a, b, c, d")
         );
         assert!(!m.health().usable(RegionId(3)));

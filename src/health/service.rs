@@ -18,10 +18,11 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{error, info};
 
-use super::Monitor;
 use super::probe::Prober;
 use super::state::Outcome;
-use crate::snapshot::{Shared, Snapshot};
+use super::{DrainError, HealthStopped, Monitor, UnknownRegion};
+use crate::runtime::Shared;
+use crate::snapshot::Snapshot;
 
 /// Probes allowed to run at the same time.
 const MAX_CONCURRENT_PROBES: usize = 64;
@@ -36,7 +37,7 @@ enum Event {
     Drain {
         region: String,
         drained: bool,
-        reply: oneshot::Sender<Result<bool, String>>,
+        reply: oneshot::Sender<Result<bool, UnknownRegion>>,
     },
     Reload {
         snapshot: Snapshot,
@@ -45,6 +46,7 @@ enum Event {
     Inspect {
         reply: oneshot::Sender<Monitor>,
     },
+    Stop,
 }
 
 /// A handle on the running health owner.
@@ -65,7 +67,7 @@ impl HealthService {
     pub async fn start(state: Shared) -> HealthService {
         // reqwest is built without a default TLS provider: install ring once.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let snap = state.load_full();
+        let snap = state.snapshot();
         let mut monitor = Monitor::new(snap.model.clone());
         let sem = Arc::new(Semaphore::new(MAX_CONCURRENT_PROBES));
         let probers = build_probers(&monitor);
@@ -79,32 +81,33 @@ impl HealthService {
 
     /// Drains (takes out of every answer) or undrains a region by name. `Ok(changed)`;
     /// `Err` names the unknown region.
-    pub async fn drain(&self, region: &str, drained: bool) -> Result<bool, String> {
+    pub async fn drain(&self, region: &str, drained: bool) -> Result<bool, DrainError> {
         let (reply, rx) = oneshot::channel();
         let ev = Event::Drain {
             region: region.to_string(),
             drained,
             reply,
         };
-        self.tx
-            .send(ev)
-            .await
-            .map_err(|_| "health service stopped".to_string())?;
-        rx.await.map_err(|_| "health service stopped".to_string())?
+        self.tx.send(ev).await.map_err(|_| HealthStopped)?;
+        Ok(rx.await.map_err(|_| HealthStopped)??)
     }
 
     /// Switches to a newly loaded snapshot (config, zones, GeoIP), keeping the state of
-    /// every probe target that is unchanged and every drain; returns once it is published.
-    pub async fn reload(&self, snapshot: Snapshot) {
+    /// every probe target that is unchanged and every drain; returns once it is
+    /// published, or fails when the owner is gone.
+    pub async fn reload(&self, snapshot: Snapshot) -> Result<(), HealthStopped> {
         let (reply, rx) = oneshot::channel();
-        if self
-            .tx
+        self.tx
             .send(Event::Reload { snapshot, reply })
             .await
-            .is_ok()
-        {
-            let _ = rx.await;
-        }
+            .map_err(|_| HealthStopped)?;
+        rx.await.map_err(|_| HealthStopped)
+    }
+
+    /// Stops the probers and the owner (a server that stops in-process must not leave
+    /// them probing). Later calls on this handle fail with [`HealthStopped`].
+    pub async fn stop(&self) {
+        let _ = self.tx.send(Event::Stop).await;
     }
 
     /// A copy of the owner's bookkeeping (targets, states, drains), for reports.
@@ -205,6 +208,10 @@ async fn owner(
                 Event::Inspect { reply } => {
                     let _ = reply.send(monitor.clone());
                 }
+                Event::Stop => {
+                    tasks.abort_all();
+                    return;
+                }
             }
         }
         publish(&state, &monitor, None);
@@ -268,21 +275,13 @@ fn phase(interval: Duration) -> Duration {
 /// anything a query would see.
 fn publish(state: &Shared, monitor: &Monitor, replacement: Option<Snapshot>) {
     let health = monitor.health();
-    let next = match replacement {
-        Some(s) => Snapshot {
+    match replacement {
+        Some(s) => state.install(Snapshot {
             health: Arc::new(health),
             ..s
-        },
+        }),
         None => {
-            let cur = state.load();
-            if !cur.health.differs(&health) {
-                return;
-            }
-            Snapshot {
-                health: Arc::new(health),
-                ..(**cur).clone()
-            }
+            state.set_health(health);
         }
-    };
-    state.store(Arc::new(next));
+    }
 }

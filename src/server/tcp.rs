@@ -3,23 +3,24 @@
 //! `tcp.idle_timeout` without a query. Pipelined queries are answered in order, each
 //! with its own ID. A query's body must follow its length prefix promptly and a reply
 //! must be taken promptly, so a client that announces more than it sends, or never
-//! reads, cannot hold a connection slot for long.
+//! reads, cannot hold a connection slot for long. Both limits are read from the current
+//! snapshot, so a reload changes them: a lower `max_connections` refuses new connections
+//! until enough open ones close, a new `idle_timeout` applies from the next wait.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::timeout;
 use tracing::debug;
 
-use super::answer_message;
-use crate::model::TcpLimits;
-use crate::snapshot::Shared;
+use super::answer_from;
+use crate::runtime::Shared;
 
 /// Time allowed between a length prefix and the end of its message.
 const BODY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -28,28 +29,24 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Accepts connections on `listener` until `stop` turns true, then waits for the open
 /// connections to finish the query they are answering.
-pub(super) async fn serve(
-    listener: TcpListener,
-    state: Shared,
-    limits: TcpLimits,
-    mut stop: watch::Receiver<bool>,
-) {
-    let slots = Arc::new(Semaphore::new(limits.max_connections as usize));
+pub(super) async fn serve(listener: TcpListener, state: Shared, mut stop: watch::Receiver<bool>) {
+    let open = Arc::new(AtomicUsize::new(0));
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => match slots.clone().try_acquire_owned() {
-                    Ok(slot) => {
-                        conns.spawn(connection(stream, peer, state.clone(), limits, stop.clone(), slot));
-                    }
-                    Err(_) => {
+                Ok((stream, peer)) => {
+                    let max = state.snapshot().model.server.tcp.max_connections as usize;
+                    if open.load(Relaxed) < max {
+                        let slot = Slot::take(&open);
+                        conns.spawn(connection(stream, peer, state.clone(), stop.clone(), slot));
+                    } else {
                         // Closing at once costs the client one round trip; keeping it
                         // would let a flood of idle connections hold the server.
-                        state.load().queries.tcp_refused.fetch_add(1, Relaxed);
+                        state.runtime().queries.tcp_refused.fetch_add(1, Relaxed);
                         debug!("TCP connection from {peer} closed: max_connections reached");
                     }
-                },
+                }
                 Err(e) => {
                     // Usually EMFILE: back off instead of spinning.
                     debug!("TCP accept failed: {e}");
@@ -64,13 +61,29 @@ pub(super) async fn serve(
     while conns.join_next().await.is_some() {}
 }
 
+/// One open connection, counted while it lives (accepting is one task, so the count
+/// cannot pass the limit between the check and the take).
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(open: &Arc<AtomicUsize>) -> Slot {
+        open.fetch_add(1, Relaxed);
+        Slot(open.clone())
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     state: Shared,
-    limits: TcpLimits,
     mut stop: watch::Receiver<bool>,
-    _slot: OwnedSemaphorePermit,
+    _slot: Slot,
 ) {
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
@@ -82,9 +95,10 @@ async fn connection(
             return;
         }
         // Between queries: wait for the next one, the idle timeout, or a stop.
+        let idle = state.snapshot().model.server.tcp.idle_timeout;
         let mut len = [0u8; 2];
         tokio::select! {
-            r = timeout(limits.idle_timeout, rd.read_exact(&mut len)) => match r {
+            r = timeout(idle, rd.read_exact(&mut len)) => match r {
                 Ok(Ok(_)) => {}
                 _ => return, // idle, closed, or reset
             },
@@ -99,7 +113,7 @@ async fn connection(
             Ok(Ok(_)) => {}
             _ => return, // announced more than it sent
         }
-        answer_message(&msg, peer, &state, true, &mut out);
+        answer_from(&msg, peer, &state.load(), true, &mut out);
         if out.is_empty() {
             continue; // e.g. a response sent to us: ignored, as over UDP
         }

@@ -21,7 +21,7 @@ use tracing::debug;
 use super::answer_datagram;
 #[cfg(target_os = "linux")]
 use super::answer_from;
-use crate::snapshot::Shared;
+use crate::runtime::Shared;
 
 /// Largest datagram we read; anything longer is not a query we answer.
 const MAX_UDP_QUERY: usize = 4096;
@@ -159,18 +159,18 @@ fn worker(sock: &UdpSocket, state: &Shared, stop: &AtomicBool) {
                 continue;
             }
         };
-        // One snapshot for the whole batch: it is microseconds old at most.
-        let snap = state.load();
+        // One view for the whole batch: it is microseconds old at most.
+        let view = state.load();
         b.answer(n, |msg, src, out| {
             if src.port() == 0 {
                 // Cannot be answered, and a classic reflection trick.
-                snap.queries.dropped.fetch_add(1, Relaxed);
+                view.queries().dropped.fetch_add(1, Relaxed);
                 out.clear();
             } else {
-                answer_from(msg, src, &snap, false, out);
+                answer_from(msg, src, &view, false, out);
             }
         });
-        drop(snap);
+        drop(view);
         b.send(sock, n);
     }
 }
@@ -179,7 +179,7 @@ fn worker(sock: &UdpSocket, state: &Shared, stop: &AtomicBool) {
 #[cfg(not(target_os = "linux"))]
 fn worker(sock: &UdpSocket, state: &Shared, stop: &AtomicBool) {
     let mut buf = vec![0u8; MAX_UDP_QUERY];
-    let mut out = Vec::with_capacity(usize::from(crate::answer::EDNS_UDP_PAYLOAD));
+    let mut out = Vec::with_capacity(usize::from(crate::pipeline::EDNS_UDP_PAYLOAD));
     while !stop.load(Relaxed) {
         let (len, src) = match sock.recv_from(&mut buf) {
             Ok(x) => x,
@@ -189,7 +189,7 @@ fn worker(sock: &UdpSocket, state: &Shared, stop: &AtomicBool) {
             }
         };
         if src.port() == 0 {
-            state.load().queries.dropped.fetch_add(1, Relaxed);
+            state.runtime().queries.dropped.fetch_add(1, Relaxed);
             continue;
         }
         answer_datagram(&buf[..len], src, state, &mut out);
@@ -256,7 +256,7 @@ mod batch {
                 names: vec![name; SIZE],
                 name_lens: [0; SIZE],
                 outs: (0..SIZE)
-                    .map(|_| Vec::with_capacity(usize::from(crate::answer::EDNS_UDP_PAYLOAD)))
+                    .map(|_| Vec::with_capacity(usize::from(crate::pipeline::EDNS_UDP_PAYLOAD)))
                     .collect(),
                 iovs: vec![iov; SIZE],
                 hdrs: vec![hdr; SIZE],

@@ -35,6 +35,8 @@ pub struct Template {
     pub counts: [u16; 3],
     /// The sections, as they follow the question.
     pub body: Box<[u8]>,
+    /// Where in `body` the additional section starts.
+    pub additional_at: usize,
 }
 
 /// What an NXDOMAIN of a zone carries: the negative SOA, its owner (the apex) written as
@@ -201,6 +203,9 @@ fn template(name: &Name, qtype: u16, res: &super::Resolution<'_>) -> Option<Temp
     msg.add_query(Query::query(name.clone(), RecordType::from(qtype)));
     msg.add_answers(res.answers.iter().map(|r| r.as_ref().clone()));
     msg.add_authorities(res.authority.iter().map(|r| r.as_ref().clone()));
+    // Names are compressed only against earlier ones: the sections before the
+    // additional one encode alike without it.
+    let additional_at = msg.to_vec().ok()?.len();
     msg.add_additionals(res.additionals.iter().map(|r| r.as_ref().clone()));
     let bytes = msg.to_vec().ok()?;
     let question = 12 + key(name).len() + 4;
@@ -208,6 +213,7 @@ fn template(name: &Name, qtype: u16, res: &super::Resolution<'_>) -> Option<Temp
     Some(Template {
         counts: [count(6), count(8), count(10)],
         body: bytes.get(question..)?.into(),
+        additional_at: additional_at.checked_sub(question)?,
     })
 }
 

@@ -1,0 +1,152 @@
+//! Counters in atomics, and their Prometheus text exposition.
+//!
+//! The query path only does relaxed `fetch_add`s on counters laid out at startup (per
+//! transport × rcode × qtype, [`queries`]) or at config load (per dynamic record ×
+//! region, [`answers`]), sharded per thread ([`cells`]): no lock, no allocation, no map
+//! lookup. They live in the [`Runtime`], not in the snapshot, so reloads never reset
+//! them. Everything else (region states, probe results) is read when `/metrics` is
+//! scraped.
+
+pub mod answers;
+pub mod cells;
+pub mod queries;
+
+use std::fmt::Write as _;
+
+pub use answers::AnswerCounters;
+pub use queries::QueryCounters;
+
+use crate::health::Monitor;
+use crate::health::monitor::TargetStats;
+use crate::model::RegionId;
+use crate::runtime::Runtime;
+use crate::snapshot::Snapshot;
+
+/// The whole `/metrics` page: build info, query and answer counters, rate limiting,
+/// region states from `snap`, and probe results from the health owner's `monitor`.
+pub fn exposition(snap: &Snapshot, rt: &Runtime, monitor: Option<&Monitor>) -> String {
+    let mut out = String::with_capacity(4096);
+    family(
+        &mut out,
+        "gslbd_build_info",
+        "gauge",
+        "Always 1; the version is a label.",
+    );
+    let _ = writeln!(
+        out,
+        "gslbd_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    rt.queries.render(&mut out);
+    rt.answers().render(&mut out);
+    if let Some(rrl) = rt.rrl() {
+        let help = "UDP responses over server.rate_limit, by action (since start, or since server.rate_limit last changed).";
+        family(&mut out, "gslbd_rate_limited_total", "counter", help);
+        let drops = rrl.limited() - rrl.slipped();
+        let _ = writeln!(out, "gslbd_rate_limited_total{{action=\"drop\"}} {drops}");
+        let _ = writeln!(
+            out,
+            "gslbd_rate_limited_total{{action=\"slip\"}} {}",
+            rrl.slipped()
+        );
+    }
+    family(
+        &mut out,
+        "gslbd_region_up",
+        "gauge",
+        "1 while probes say the region is up (or it has no probe).",
+    );
+    for (i, r) in snap.model.regions.iter().enumerate() {
+        let up = snap.health.region(RegionId(i as u16)).is_none_or(|h| h.up);
+        let _ = writeln!(
+            out,
+            "gslbd_region_up{{region=\"{}\"}} {}",
+            label(&r.name),
+            u8::from(up)
+        );
+    }
+    family(
+        &mut out,
+        "gslbd_region_drained",
+        "gauge",
+        "1 while an operator has drained the region.",
+    );
+    for (i, r) in snap.model.regions.iter().enumerate() {
+        let d = snap
+            .health
+            .region(RegionId(i as u16))
+            .is_some_and(|h| h.drained);
+        let _ = writeln!(
+            out,
+            "gslbd_region_drained{{region=\"{}\"}} {}",
+            label(&r.name),
+            u8::from(d)
+        );
+    }
+    if let Some(m) = monitor {
+        family(
+            &mut out,
+            "gslbd_probe_up",
+            "gauge",
+            "1 while the probe target is up.",
+        );
+        for t in m.targets() {
+            let _ = writeln!(
+                out,
+                "gslbd_probe_up{{target=\"{}\"}} {}",
+                label(&t.spec.to_string()),
+                u8::from(t.state.up)
+            );
+        }
+        family(
+            &mut out,
+            "gslbd_probe_results_total",
+            "counter",
+            "Probe results by target and kind.",
+        );
+        for t in m.targets() {
+            for (k, kind) in TargetStats::KINDS.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "gslbd_probe_results_total{{target=\"{}\",result=\"{kind}\"}} {}",
+                    label(&t.spec.to_string()),
+                    t.stats.results[k]
+                );
+            }
+        }
+        family(
+            &mut out,
+            "gslbd_probe_duration_seconds",
+            "summary",
+            "Time each probe took (bounded by its timeout).",
+        );
+        for t in m.targets() {
+            let l = label(&t.spec.to_string());
+            let _ = writeln!(
+                out,
+                "gslbd_probe_duration_seconds_sum{{target=\"{l}\"}} {}",
+                t.stats.duration_sum
+            );
+            let _ = writeln!(
+                out,
+                "gslbd_probe_duration_seconds_count{{target=\"{l}\"}} {}",
+                t.stats.count
+            );
+        }
+    }
+    out
+}
+
+/// Writes the `# HELP` and `# TYPE` lines of a metric family.
+pub fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// A label value with `\`, `"` and newlines escaped, as the text format requires.
+pub fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}

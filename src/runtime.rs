@@ -1,0 +1,183 @@
+//! What the query path reads, as one handle ([`Shared`]): the published [`Snapshot`]
+//! (config, zones, GeoIP, compiled trees, health: immutable) and the [`Runtime`] beside
+//! it (what changes per query and outlives every snapshot: counters and the response rate
+//! limiter).
+//!
+//! A reload installs a new snapshot ([`Shared::install`]): the query counters go on as
+//! they are, the answer counters are laid out for the new config and continue the old
+//! totals by name, and the rate limiter keeps its table (a limited client stays limited)
+//! unless `server.rate_limit` itself changed. A health change only republishes the
+//! snapshot ([`Shared::set_health`]). Readers take a [`View`] (three `ArcSwap` guards: no
+//! lock) per batch of datagrams or per TCP message.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use arc_swap::{ArcSwap, ArcSwapOption, Guard};
+use tracing::info;
+
+use crate::health::Health;
+use crate::metrics::{AnswerCounters, QueryCounters};
+use crate::model::{RecordId, RegionId};
+use crate::rrl::{DEFAULT_TABLE_SIZE, Limiter};
+use crate::snapshot::Snapshot;
+
+/// The state that changes while the server runs and survives reloads.
+#[derive(Debug)]
+pub struct Runtime {
+    /// Queries by transport, rcode and type, and the event counters.
+    pub queries: QueryCounters,
+    answers: ArcSwap<AnswerCounters>,
+    rrl: ArcSwapOption<Limiter>,
+}
+
+impl Runtime {
+    /// The answer counters, laid out for the current config.
+    pub fn answers(&self) -> Arc<AnswerCounters> {
+        self.answers.load_full()
+    }
+
+    /// The response rate limiter, when `server.rate_limit` is set.
+    pub fn rrl(&self) -> Option<Arc<Limiter>> {
+        self.rrl.load_full()
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    snapshot: ArcSwap<Snapshot>,
+    runtime: Runtime,
+}
+
+/// The handle shared by the query path, the health owner and the control plane.
+#[derive(Debug, Clone)]
+pub struct Shared(Arc<Inner>);
+
+impl Shared {
+    /// Publishes `snap` with a fresh runtime: zeroed counters, and a rate limiter when
+    /// its config sets `server.rate_limit`.
+    pub fn new(snap: Snapshot) -> Shared {
+        let runtime = Runtime {
+            queries: QueryCounters::default(),
+            answers: ArcSwap::from_pointee(AnswerCounters::new(snap.model.clone())),
+            rrl: ArcSwapOption::new(limiter(&snap)),
+        };
+        Shared(Arc::new(Inner {
+            snapshot: ArcSwap::from_pointee(snap),
+            runtime,
+        }))
+    }
+
+    /// What a query is answered from: the current snapshot and the runtime.
+    pub fn load(&self) -> View<'_> {
+        // Snapshot first: a reload swaps the counters before the snapshot, so the
+        // counters loaded next are never older than the snapshot.
+        let snap = self.0.snapshot.load();
+        View {
+            snap,
+            answers: self.0.runtime.answers.load(),
+            rrl: self.0.runtime.rrl.load(),
+            runtime: &self.0.runtime,
+        }
+    }
+
+    /// The current snapshot, to keep.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.0.snapshot.load_full()
+    }
+
+    /// The runtime.
+    pub fn runtime(&self) -> &Runtime {
+        &self.0.runtime
+    }
+
+    /// Installs a snapshot of a new config (a reload): answer counters are laid out
+    /// for it, carrying the totals over by name; the rate limiter is replaced only when
+    /// `server.rate_limit` changed (and removed when it is gone). Called by one writer.
+    pub fn install(&self, snap: Snapshot) {
+        let rt = &self.0.runtime;
+        let old = rt.answers.load_full();
+        if !old.is_for(&snap.model) {
+            let next = AnswerCounters::carried_over(snap.model.clone(), &old);
+            rt.answers.store(Arc::new(next));
+        }
+        let cur = self.0.snapshot.load();
+        if cur.model.server.rate_limit != snap.model.server.rate_limit {
+            if let (Some(_), Some(r)) =
+                (&cur.model.server.rate_limit, &snap.model.server.rate_limit)
+            {
+                info!(
+                    responses_per_second = r.responses_per_second,
+                    slip = r.slip,
+                    "server.rate_limit changed: the rate limiter starts a new table"
+                );
+            }
+            rt.rrl.store(limiter(&snap));
+        }
+        drop(cur);
+        self.0.snapshot.store(Arc::new(snap));
+    }
+
+    /// Publishes `health` with the current config when a query would see a difference;
+    /// true when it did. Called by one writer (the health owner).
+    pub fn set_health(&self, health: Health) -> bool {
+        let cur = self.0.snapshot.load();
+        if !cur.health.differs(&health) {
+            return false;
+        }
+        let next = Snapshot {
+            health: Arc::new(health),
+            ..(**cur).clone()
+        };
+        drop(cur);
+        self.0.snapshot.store(Arc::new(next));
+        true
+    }
+
+    /// Replaces the snapshot with one of the same config (tests set health this way).
+    pub fn store(&self, snap: Snapshot) {
+        debug_assert!(self.0.runtime.answers.load().is_for(&snap.model));
+        self.0.snapshot.store(Arc::new(snap));
+    }
+}
+
+fn limiter(snap: &Snapshot) -> Option<Arc<Limiter>> {
+    snap.model
+        .server
+        .rate_limit
+        .map(|r| Arc::new(Limiter::new(&r, DEFAULT_TABLE_SIZE)))
+}
+
+/// One reader's view: the snapshot, and the runtime's counters and limiter as they were
+/// when it was taken. Dereferences to the snapshot.
+pub struct View<'a> {
+    snap: Guard<Arc<Snapshot>>,
+    answers: Guard<Arc<AnswerCounters>>,
+    rrl: Guard<Option<Arc<Limiter>>>,
+    runtime: &'a Runtime,
+}
+
+impl View<'_> {
+    /// The response rate limiter, when `server.rate_limit` is set.
+    pub fn rrl(&self) -> Option<&Limiter> {
+        self.rrl.as_deref()
+    }
+
+    /// The query counters.
+    pub fn queries(&self) -> &QueryCounters {
+        &self.runtime.queries
+    }
+
+    /// Counts an answer of `record` from `region` (`None`: no address).
+    pub fn count_answer(&self, record: RecordId, region: Option<RegionId>) {
+        self.answers.count(&self.snap.model, record, region);
+    }
+}
+
+impl Deref for View<'_> {
+    type Target = Snapshot;
+
+    fn deref(&self) -> &Snapshot {
+        &self.snap
+    }
+}
