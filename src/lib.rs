@@ -8,26 +8,29 @@
 //!
 //! ```text
 //! UDP worker threads (recvmmsg batches) / TCP tasks ─► server/
-//!   1 let snap = state.load();                      // ArcSwap guard: no lock
-//!   2 fast::answer(bytes, snap)                     // fast/: everyday queries, from the wire
-//!       query::parse -> zones.wire().lookup(key)    //   prebuilt sections | NXDOMAIN | dynamic
-//!       answer::dynamic_addresses -> policy::select //   same policy code as below
-//!     otherwise, the general path:
-//!   3 snap.zones.resolve(qname, qtype)              // zone/: data | CNAME chain | referral
-//!                                                   //        | NXDOMAIN | NODATA | dynamic name
-//!   4 policy::select(model, health, record, client) // policy/: rank -> filter by health
-//!                                                   //         -> when_all_down; geo records
-//!                                                   //   rank by their compiled tree (geomap)
-//!   5 answer::answer(..) -> Reply                   // flags, SOA, EDNS, ECS echo with scope
-//!   6 answer::encode(request, reply, limit)         // TC=1 when it does not fit
+//!   let view = state.load();                        // runtime::View: snapshot + runtime,
+//!                                                   //   ArcSwap guards, no lock
+//!   fast::answer(bytes, view)                       // fast/: everyday queries, from the wire
+//!     query::parse -> pipeline::Query               //   id, flags, EDNS, ECS
+//!     zones.wire().lookup(key) -> sections          //   prebuilt | NXDOMAIN | dynamic
+//!   otherwise general::answer(bytes, view)          // general.rs: hickory decode
+//!     describe(request) -> pipeline::Query
+//!     answer::answer -> Reply -> write -> sections  // zone/: data | CNAME | referral | ...
+//!   dynamic names: decide::decide -> Choice         // policy/: rank -> filter by health
+//!                                                   //   -> when_all_down (pure, no counting)
+//!   pipeline::finish(query, body, view)             // every reply: truncation, RRL verdict,
+//!                                                   //   OPT + ECS scope, header, counting
 //! ```
 //!
 //! The fast path allocates nothing (tests/alloc.rs) and gives the general path's replies
 //! (src/fast/tests.rs); whatever it does not handle goes to the general path untouched.
 //!
-//! Config, zones and health live together in one immutable [`snapshot::Snapshot`]
-//! behind an `ArcSwap`, so a query never sees an old config with new health, and a
-//! reload or health change is one pointer swap.
+//! Config, zones, GeoIP and health live together in one immutable
+//! [`snapshot::Snapshot`], so a query never sees an old config with new health, and a
+//! reload or health change is one pointer swap. What changes per query (counters, the
+//! rate limiter's table) lives in the [`runtime::Runtime`] beside it and survives
+//! reloads. [`Instance`] runs the whole server in-process: DNS, health probing
+//! ([`health`]) and the admin API ([`admin`], over [`control`]).
 //!
 //! # Loading
 //!

@@ -1,7 +1,8 @@
-//! The `gslbd` command line: `serve` and `check`. Only here are errors turned into exit
-//! codes: 0 ok, 1 runtime failure (cannot bind, ...), 2 invalid config or zones.
+//! The `gslbd` command line: `serve`, `check`, `explain` and `geoip build`, over the
+//! library ([`gslbd::Instance`] serves). Only here are errors turned into exit codes: 0
+//! ok, 1 runtime failure (cannot bind, ...), 2 invalid config or zones.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write as _};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -12,6 +13,7 @@ use ipnet::IpNet;
 use tracing::info;
 
 use gslbd::control::{Control, Overrides};
+use gslbd::explain::remote::{self, Question};
 use gslbd::instance::{Instance, Listeners};
 use gslbd::snapshot::Snapshot;
 
@@ -47,13 +49,18 @@ enum Command {
         #[arg(long, short, default_value = "gslb.toml")]
         config: PathBuf,
     },
-    /// Show how a query from a client is answered, and why.
+    /// Show how a query from a client is answered, and why: asked of the running server
+    /// (its admin API) when reachable, else worked out from the config, every region up.
     Explain {
-        /// The config file.
+        /// The config file: its `server.admin` is the server to ask, and the answer is
+        /// worked out from it alone when no server answers.
         #[arg(long, short, default_value = "gslb.toml")]
         config: PathBuf,
+        /// The running server's admin API; replaces `server.admin`.
+        #[arg(long, value_name = "ADDR")]
+        admin: Option<SocketAddr>,
         /// The query's source address (a resolver, or the client itself).
-        #[arg(long)]
+        #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
         client: IpAddr,
         /// An EDNS Client Subnet to send, e.g. 81.2.69.0/24.
         #[arg(long, value_name = "CIDR")]
@@ -94,12 +101,23 @@ fn main() -> ExitCode {
         Command::Check { config } => check(&config),
         Command::Explain {
             config,
+            admin,
             client,
             subnet,
             json,
             name,
             qtype,
-        } => explain(&config, client, subnet, json, &name, &qtype),
+        } => explain(
+            &config,
+            admin,
+            &Question {
+                name,
+                qtype,
+                client,
+                subnet,
+            },
+            json,
+        ),
         Command::Geoip {
             command: GeoipCommand::Build { csv, out },
         } => geoip_build(&csv, &out),
@@ -147,37 +165,77 @@ fn check(config: &Path) -> ExitCode {
     }
 }
 
-fn explain(
-    config: &Path,
-    client: IpAddr,
-    subnet: Option<IpNet>,
-    json: bool,
-    name: &str,
-    qtype: &str,
-) -> ExitCode {
-    let snap = match Snapshot::load(config) {
-        Ok(s) => s,
-        Err(errors) => {
-            eprintln!("{errors}");
-            return ExitCode::from(2);
-        }
+/// Explains the query with the running server's live state when its admin API answers,
+/// else from the config alone with every region up; says which on a `source` line (first
+/// on stdout, or on stderr with `--json` so stdout stays JSON).
+fn explain(config: &Path, admin: Option<SocketAddr>, q: &Question, json: bool) -> ExitCode {
+    let admin = match admin {
+        Some(a) => Some(a),
+        None => match gslbd::config::load(config) {
+            Ok(model) => model.server.admin,
+            Err(errors) => {
+                eprintln!("{errors}");
+                return ExitCode::from(2);
+            }
+        },
     };
-    match gslbd::explain::explain(&snap, name, qtype, client, subnet) {
+    const LOCAL: &str = "config only, every region assumed up";
+    let (source, explained) = match admin.map(remote::connectable) {
+        Some(addr) => match remote::ask(addr, q) {
+            remote::Remote::Explained(e) => (
+                format!("the running server at {addr} (live health and drains)"),
+                Ok(*e),
+            ),
+            remote::Remote::Rejected(e) => {
+                eprintln!("explain: {e}");
+                return ExitCode::from(2);
+            }
+            remote::Remote::NotReached(why) => match explain_locally(config, q) {
+                Ok(r) => (format!("server not reached at {addr} ({why}): {LOCAL}"), r),
+                Err(code) => return code,
+            },
+        },
+        None => match explain_locally(config, q) {
+            Ok(r) => (
+                format!("no admin API (server.admin or --admin): {LOCAL}"),
+                r,
+            ),
+            Err(code) => return code,
+        },
+    };
+    match explained {
         Ok(e) => {
+            let source = format!("{:<10} {source}", "source");
             let text = if json {
+                eprintln!("{source}");
                 serde_json::to_string_pretty(&e).unwrap_or_default()
             } else {
-                e.to_string()
+                format!("{source}\n{e}")
             };
-            #[allow(clippy::print_stdout)]
-            {
-                println!("{}", text.trim_end());
-            }
+            // A closed pipe (`| head`) is no failure worth a panic.
+            let _ = writeln!(std::io::stdout().lock(), "{}", text.trim_end());
             ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("explain: {e}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// The explanation from the config alone (every region up); `Err` with the exit code
+/// once the config's errors are printed.
+fn explain_locally(
+    config: &Path,
+    q: &Question,
+) -> Result<Result<gslbd::explain::Explanation, String>, ExitCode> {
+    match Snapshot::load(config) {
+        Ok(snap) => Ok(gslbd::explain::explain(
+            &snap, &q.name, &q.qtype, q.client, q.subnet,
+        )),
+        Err(errors) => {
+            eprintln!("{errors}");
+            Err(ExitCode::from(2))
         }
     }
 }

@@ -1,7 +1,10 @@
-//! The one immutable picture a query is answered from: config model, zones and health,
-//! published together behind a single `ArcSwap` so a query never mixes an old config
-//! with new health. Readers take a guard (no lock); the background owner builds a new
-//! snapshot, sharing the unchanged parts by `Arc`, and swaps it in whole.
+//! The one immutable picture a query is answered from: config model, zones, GeoIP
+//! database, compiled geo trees and health, published together ([`Shared`]) so a query
+//! never mixes an old config with new health. Nothing in it changes per query: counters
+//! and the rate limiter live in the [`Runtime`](crate::runtime::Runtime) beside it.
+//! Readers take a guard (no lock); the health owner builds a new snapshot, sharing the
+//! unchanged parts by `Arc`, and swaps it in whole. Loading it (config, zones, GeoIP,
+//! the geo trees) happens here too, off the query path.
 
 use std::path::Path;
 use std::sync::Arc;

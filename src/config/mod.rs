@@ -1,4 +1,4 @@
-//! Loads `gslb.toml` into a validated [`Model`](crate::model::Model).
+//! Loads `gslb.toml` into a validated [`Model`].
 //!
 //! Three steps, as in ripgrep: toml + serde read the text into the `raw` structs (syntax,
 //! unknown keys, wrong types; these stop at the first problem), then validation checks

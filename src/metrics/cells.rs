@@ -42,7 +42,7 @@ pub struct Cells {
 
 impl Cells {
     /// `len` zeroed counters with one shard per core (a power of two, at most
-    /// [`MAX_SHARDS`]), fewer when that would pass [`MAX_BYTES`].
+    /// `MAX_SHARDS`), fewer when that would pass `MAX_BYTES`.
     pub fn new(len: usize) -> Cells {
         Cells::with_shards(len, shard_count())
     }

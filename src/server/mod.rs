@@ -1,5 +1,5 @@
-//! DNS transports: binding the listen addresses, UDP worker threads ([`udp`]) and TCP
-//! connection tasks ([`tcp`]), both answering through [`answer_from`]: the fast path
+//! DNS transports: binding the listen addresses, UDP worker threads (`udp`) and TCP
+//! connection tasks (`tcp`), both answering through `answer_from`: the fast path
 //! ([`crate::fast`]) when it can, else the general path ([`crate::general`]).
 //!
 //! Both transports are our own rather than hickory-server's `Server`: we decide what a
@@ -8,8 +8,11 @@
 //! per query and no bounded channel that silently drops answers. hickory-proto still
 //! parses and encodes every message.
 
+mod bind;
 mod tcp;
 mod udp;
+
+pub use bind::{Sockets, bind, default_workers};
 
 use std::cell::Cell;
 use std::future::Future;
@@ -20,7 +23,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tracing::info;
 
 use crate::runtime::{Shared, View};
@@ -28,61 +30,6 @@ use crate::snapshot::Snapshot;
 
 /// How long a stop waits for TCP connections to finish their answers.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
-
-/// Sockets bound for every listen address, ready for [`run`].
-#[derive(Debug, Default)]
-pub struct Sockets {
-    /// UDP sockets: `workers` per listen address, sharing the port with SO_REUSEPORT.
-    pub udp: Vec<std::net::UdpSocket>,
-    /// One TCP listener per listen address.
-    pub tcp: Vec<TcpListener>,
-}
-
-impl Sockets {
-    /// The UDP addresses actually bound (port 0 resolved), one per listen address.
-    pub fn udp_addrs(&self) -> Vec<SocketAddr> {
-        let mut v: Vec<SocketAddr> = self
-            .udp
-            .iter()
-            .filter_map(|s| s.local_addr().ok())
-            .collect();
-        v.dedup();
-        v
-    }
-
-    /// The TCP addresses actually bound.
-    pub fn tcp_addrs(&self) -> Vec<SocketAddr> {
-        self.tcp
-            .iter()
-            .filter_map(|s| s.local_addr().ok())
-            .collect()
-    }
-}
-
-/// The number of UDP workers when the config does not say: one per core.
-pub fn default_workers() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-/// Binds UDP (`workers` sockets each) and TCP on each address and logs each bound
-/// address. Port 0 picks one free port for both protocols.
-pub async fn bind(addrs: &[SocketAddr], workers: usize) -> io::Result<Sockets> {
-    let mut sockets = Sockets::default();
-    for &addr in addrs {
-        let (udp, tcp) = udp::bind_with_tcp(addr, workers.max(1))
-            .await
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
-        info!(
-            "listening for UDP on {} ({} workers)",
-            udp[0].local_addr()?,
-            udp.len()
-        );
-        info!("listening for TCP on {}", tcp.local_addr()?);
-        sockets.udp.extend(udp);
-        sockets.tcp.push(tcp);
-    }
-    Ok(sockets)
-}
 
 /// Serves DNS on the bound sockets from the shared snapshot until `shutdown` completes;
 /// then stops accepting, lets TCP answers in flight finish (at most a few seconds) and

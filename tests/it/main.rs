@@ -8,7 +8,7 @@ mod http;
 // case replays.
 #[path = "../support/rng.rs"]
 mod rng;
-// Resident memory of file mappings, shared with src/geo.rs's tests.
+// Resident memory of file mappings, shared with src/geo/db.rs's tests.
 #[path = "../support/smaps.rs"]
 mod smaps;
 
@@ -16,6 +16,7 @@ mod admin;
 mod config_errors;
 mod dynamic;
 mod example;
+mod explain_cli;
 mod fuzzish;
 mod geoip_build;
 mod health;

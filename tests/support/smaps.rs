@@ -1,5 +1,5 @@
 // Resident memory of a process's file mappings, from /proc/PID/smaps: included by
-// tests/it/main.rs (`#[path]`) and by src/geo.rs's tests (`include!`, which allows no
+// tests/it/main.rs (`#[path]`) and by src/geo/db.rs's tests (`include!`, which allows no
 // inner attributes here).
 
 /// Resident KiB of process `pid`'s mappings of files whose path ends with `suffix`

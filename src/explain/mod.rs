@@ -1,8 +1,11 @@
 //! `gslbd explain`: the decision for one client, as an operator needs it to answer "why
-//! did Tokyo get Frankfurt?". It runs the real answer path on a synthetic query (so it
-//! can never disagree with what the server sends) and lays out the trace: location
-//! found and from which network, the rule matched, the ranking with each region's health
-//! and score, the answer, TTL and ECS scope.
+//! did Tokyo get Frankfurt?". It runs the real answer path on a synthetic query and lays
+//! out the trace: location found and from which network, the rule matched, the ranking
+//! with each region's health and score, the answer, TTL and ECS scope.
+//!
+//! Run on a snapshot's health it agrees with what that snapshot answers: the running
+//! server explains on its own (live health and drains, `GET /api/v1/explain`); the CLI asks
+//! it there, and explains from the config alone, every region up, only when it cannot.
 
 use std::fmt::{self, Write as _};
 use std::net::{IpAddr, SocketAddr};
@@ -13,7 +16,7 @@ use hickory_proto::rr::{Name, Record, RecordType};
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::Request;
 use ipnet::IpNet;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::answer::{self, Reply};
 use crate::decide::{Choice, Trace};
@@ -23,8 +26,10 @@ use crate::pipeline::EDNS_UDP_PAYLOAD;
 use crate::policy::{Pick, RttSource, Rule, latency::Row};
 use crate::snapshot::Snapshot;
 
-/// The explanation of one query; serialisable for the admin API.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+pub mod remote;
+
+/// The explanation of one query; serialised by the admin API, read back by the CLI.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Explanation {
     /// Query name as asked.
     pub name: String,
@@ -51,7 +56,7 @@ pub struct Explanation {
 }
 
 /// How a dynamic name was decided.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct DynamicExplanation {
     /// The record's name.
     pub record: String,
@@ -76,7 +81,7 @@ pub struct DynamicExplanation {
 }
 
 /// One region of a ranking.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RankedRegion {
     /// Region name.
     pub region: String,

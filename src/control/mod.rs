@@ -1,0 +1,162 @@
+//! What an operator can ask of a running server — reload, drain, region report,
+//! explain, metrics — in one place, shared by the admin HTTP API and the signal handler.
+//! Nothing here runs on the query path: reloads load and validate off it, then hand a
+//! complete snapshot to the health owner, which swaps it in atomically.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use ipnet::IpNet;
+use serde::Serialize;
+use tracing::{error, info, warn};
+
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::explain::{self, Explanation};
+use crate::health::{DrainError, HealthService, HealthStopped};
+use crate::metrics;
+use crate::runtime::Shared;
+use crate::snapshot::Snapshot;
+
+mod report;
+mod settings;
+
+pub use report::{AddressReport, RegionReport, TargetReport};
+pub use settings::Overrides;
+use settings::Running;
+
+/// The running server's operations.
+#[derive(Debug)]
+pub struct Control {
+    config: PathBuf,
+    overrides: Overrides,
+    state: Shared,
+    health: HealthService,
+    /// What was bound at start: changing these needs a restart.
+    running: Running,
+    /// One reload at a time: a second one waits for the first.
+    reloading: tokio::sync::Mutex<()>,
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reloaded {
+    /// Zones, regions and dynamic names now served.
+    pub summary: String,
+    /// Changed settings that take effect only at a restart.
+    pub warnings: Vec<String>,
+}
+
+/// Why a reload did not take effect; the previous config keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The config, a zone or the GeoIP database has errors.
+    #[error("{0}")]
+    Invalid(Diagnostics),
+    /// The health owner is gone, so nothing new can be published.
+    #[error(transparent)]
+    Stopped(#[from] HealthStopped),
+}
+
+impl Control {
+    /// Wraps a running server: its config path (re-read on reload), the command-line
+    /// overrides, the shared snapshot and the health owner.
+    pub fn new(
+        config: PathBuf,
+        overrides: Overrides,
+        state: Shared,
+        health: HealthService,
+    ) -> Arc<Control> {
+        let running = Running::of(&state.snapshot().model);
+        Arc::new(Control {
+            config,
+            overrides,
+            state,
+            health,
+            running,
+            reloading: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.state.snapshot()
+    }
+
+    /// The shared state the query path reads.
+    pub fn state(&self) -> &Shared {
+        &self.state
+    }
+
+    /// Re-reads config, zones and GeoIP DB. On any error the running snapshot stays and
+    /// the errors come back (and are logged); otherwise the new one is swapped in whole,
+    /// keeping probe state, drains, counters and the rate limiter's table. Every setting
+    /// takes effect except those that need a restart, which come back as warnings.
+    pub async fn reload(&self) -> Result<Reloaded, ReloadError> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let path = self.config.clone();
+        let loaded = tokio::task::spawn_blocking(move || Snapshot::load(&path))
+            .await
+            .unwrap_or_else(|e| {
+                Err(Diagnostic::new(&self.config, format!("reload task failed: {e}")).into())
+            });
+        let queries = &self.state.runtime().queries;
+        let failed = || queries.reloads_failed.fetch_add(1, Relaxed);
+        let loaded = match loaded {
+            Ok(s) => s,
+            Err(errors) => {
+                failed();
+                error!("reload failed, still serving the previous config:\n{errors}");
+                return Err(ReloadError::Invalid(errors));
+            }
+        };
+        let next = self.overrides.applied(loaded);
+        let warnings = self.running.warnings(&next.model);
+        let summary = format!(
+            "{} zone(s), {} region(s), {} dynamic name(s)",
+            next.zones.zones().len(),
+            next.model.regions.len(),
+            next.model.records.len()
+        );
+        if let Err(e) = self.health.reload(next).await {
+            failed();
+            error!("reload failed, still serving the previous config: {e}");
+            return Err(e.into());
+        }
+        queries.reloads_ok.fetch_add(1, Relaxed);
+        info!("reloaded {}: {summary}", self.config.display());
+        for w in &warnings {
+            warn!("reload: {w}");
+        }
+        Ok(Reloaded { summary, warnings })
+    }
+
+    /// Drains or undrains a region by name: `Ok(changed)`.
+    pub async fn drain(&self, region: &str, drained: bool) -> Result<bool, DrainError> {
+        self.health.drain(region, drained).await
+    }
+
+    /// Every region's state, addresses and probe targets.
+    pub async fn regions(&self) -> Vec<RegionReport> {
+        let monitor = self.health.inspect().await;
+        report::regions(&self.snapshot(), monitor.as_ref())
+    }
+
+    /// The `explain` trace for a query from `client` with an optional ECS `subnet`.
+    pub fn explain(
+        &self,
+        name: &str,
+        qtype: &str,
+        client: IpAddr,
+        subnet: Option<IpNet>,
+    ) -> Result<Explanation, String> {
+        explain::explain(&self.snapshot(), name, qtype, client, subnet)
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub async fn metrics(&self) -> String {
+        let monitor = self.health.inspect().await;
+        metrics::exposition(&self.snapshot(), self.state.runtime(), monitor.as_ref())
+    }
+}
