@@ -133,12 +133,6 @@ impl Shared {
         self.0.snapshot.store(Arc::new(next));
         true
     }
-
-    /// Replaces the snapshot with one of the same config (tests set health this way).
-    pub fn store(&self, snap: Snapshot) {
-        debug_assert!(self.0.runtime.answers.load().is_for(&snap.model));
-        self.0.snapshot.store(Arc::new(snap));
-    }
 }
 
 fn limiter(snap: &Snapshot) -> Option<Arc<Limiter>> {
