@@ -150,3 +150,41 @@ fn rand_id() -> u16 {
         .build_hasher()
         .finish() as u16
 }
+
+/// A UDP client on 127.0.0.1 that waits `quiet_ms` for each reply.
+pub fn client(quiet_ms: u64) -> UdpSocket {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(quiet_ms)))
+        .unwrap();
+    sock
+}
+
+/// Sends `n` A queries for `name` at once from `sock`, then reads replies until the
+/// socket's read timeout passes in quiet: (full answers, truncated replies). A truncated
+/// reply must carry no records; each full one is handed to `check`.
+pub fn burst(
+    sock: &UdpSocket,
+    server: SocketAddr,
+    name: &str,
+    n: usize,
+    check: impl Fn(&Message),
+) -> (usize, usize) {
+    let bytes = query(name, RecordType::A).to_vec().unwrap();
+    for _ in 0..n {
+        sock.send_to(&bytes, server).unwrap();
+    }
+    let (mut full, mut tc) = (0, 0);
+    let mut buf = [0u8; 1232];
+    while let Ok((len, _)) = sock.recv_from(&mut buf) {
+        let r = Message::from_vec(&buf[..len]).unwrap();
+        if r.metadata.truncation {
+            assert!(r.answers.is_empty(), "a truncated reply carries no records");
+            tc += 1;
+        } else {
+            assert!(!r.answers.is_empty(), "a full reply carries the answer");
+            check(&r);
+            full += 1;
+        }
+    }
+    (full, tc)
+}

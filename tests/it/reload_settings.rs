@@ -3,13 +3,10 @@
 //! answer counters count only replies really sent, and a setting that needs a restart is
 //! named in the reload's warnings instead of being ignored.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use hickory_proto::op::Message;
-use hickory_proto::rr::RecordType;
-
-use crate::dns::query;
+use crate::dns::{burst, client};
 use crate::harness::{Deployment, Gslbd};
 use crate::http::{get, request};
 use crate::{CONFIG, zone_text};
@@ -78,34 +75,6 @@ fn a_rotated_admin_token_applies_on_sighup_and_on_api_reload() {
     assert_eq!(drain_status(admin, Some("third")), 200, "the new token");
 }
 
-/// Sends `n` queries for `name` at once from `sock`, then reads replies until 100 ms of
-/// quiet: (full answers, truncated replies).
-fn burst(sock: &UdpSocket, server: SocketAddr, name: &str, n: usize) -> (usize, usize) {
-    let bytes = query(name, RecordType::A).to_vec().unwrap();
-    for _ in 0..n {
-        sock.send_to(&bytes, server).unwrap();
-    }
-    let (mut full, mut tc) = (0, 0);
-    let mut buf = [0u8; 1232];
-    while let Ok((len, _)) = sock.recv_from(&mut buf) {
-        let r = Message::from_vec(&buf[..len]).unwrap();
-        if r.metadata.truncation {
-            tc += 1;
-        } else {
-            assert!(!r.answers.is_empty());
-            full += 1;
-        }
-    }
-    (full, tc)
-}
-
-fn client() -> UdpSocket {
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    sock
-}
-
 /// The value of the sample whose name and labels are exactly `series`.
 fn sample(admin: SocketAddr, series: &str) -> f64 {
     let text = get(admin, "/metrics").body;
@@ -118,9 +87,9 @@ fn sample(admin: SocketAddr, series: &str) -> f64 {
 fn a_limited_client_stays_limited_across_a_reload() {
     let limit = "rate_limit = { responses_per_second = 50, slip = 0 }";
     let (s, dep, admin) = start(&with_server_keys(limit));
-    let sock = client();
+    let sock = client(100);
     // One second's budget (50), then the bucket is a second in debt.
-    let (full, _) = burst(&sock, s.udp, "static.gslb.test.", 300);
+    let (full, _) = burst(&sock, s.udp, "static.gslb.test.", 300, |_| {});
     assert!(
         (45..=70).contains(&full),
         "{full} answered of the first burst"
@@ -133,7 +102,7 @@ fn a_limited_client_stays_limited_across_a_reload() {
     assert_eq!(r.status, 200, "{}", r.body);
     // Only the refill of the few hundred ms since (50 a second) gets through; a fresh
     // table would answer a whole second's budget again.
-    let (again, _) = burst(&sock, s.udp, "static.gslb.test.", 100);
+    let (again, _) = burst(&sock, s.udp, "static.gslb.test.", 100, |_| {});
     assert!(
         again < 35,
         "{again} answered right after the reload: the limit was reset"
@@ -152,7 +121,7 @@ fn a_limited_client_stays_limited_across_a_reload() {
         "the rate limiter starts a new table",
         Duration::from_secs(2)
     ));
-    let (fresh, _) = burst(&sock, s.udp, "static.gslb.test.", 100);
+    let (fresh, _) = burst(&sock, s.udp, "static.gslb.test.", 100, |_| {});
     assert_eq!(fresh, 100, "the new limit applies");
 }
 
@@ -161,8 +130,8 @@ fn answers_are_counted_only_when_the_reply_is_sent() {
     let (s, _dep, admin) = start(&with_server_keys(
         "rate_limit = { responses_per_second = 10, slip = 2 }",
     ));
-    let sock = client();
-    let (full, tc) = burst(&sock, s.udp, "www.gslb.test.", 200);
+    let sock = client(100);
+    let (full, tc) = burst(&sock, s.udp, "www.gslb.test.", 200, |_| {});
     assert!(full >= 10 && tc > 50, "{full} answered, {tc} slipped");
     let answered = sample(
         admin,

@@ -18,23 +18,9 @@ fn flood(server: std::net::SocketAddr, from: &str, n: usize) -> (usize, usize) {
     let sock = UdpSocket::bind(from).unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();
-    let bytes = query("static.gslb.test.", RecordType::A).to_vec().unwrap();
-    for _ in 0..n {
-        sock.send_to(&bytes, server).unwrap();
-    }
-    let (mut full, mut tc) = (0, 0);
-    let mut buf = [0u8; 1232];
-    while let Ok((len, _)) = sock.recv_from(&mut buf) {
-        let r = Message::from_vec(&buf[..len]).unwrap();
-        if r.metadata.truncation {
-            assert!(r.answers.is_empty(), "a slip carries no records");
-            tc += 1;
-        } else {
-            assert_eq!(dns::answer_data(&r, RecordType::A), ["192.0.2.1"]);
-            full += 1;
-        }
-    }
-    (full, tc)
+    dns::burst(&sock, server, "static.gslb.test.", n, |r| {
+        assert_eq!(dns::answer_data(r, RecordType::A), ["192.0.2.1"]);
+    })
 }
 
 /// The test deployment with `rate_limit = { LIMIT }`, started with the admin API.
