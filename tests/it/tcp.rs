@@ -67,6 +67,41 @@ fn connections_beyond_max_connections_are_closed_at_once() {
 }
 
 #[test]
+fn a_reload_applies_new_tcp_limits() {
+    let s = start_with("{ max_connections = 1, idle_timeout = \"10s\" }");
+    let _held = TcpStream::connect(s.tcp).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let mut refused = TcpStream::connect(s.tcp).unwrap();
+    assert!(
+        closed_within(&mut refused, Duration::from_secs(2)),
+        "limit 1"
+    );
+
+    let config = std::fs::read_to_string(s.dep.config()).unwrap().replace(
+        "tcp = { max_connections = 1, idle_timeout = \"10s\" }",
+        "tcp = { max_connections = 2, idle_timeout = \"300ms\" }",
+    );
+    std::fs::write(s.dep.config(), config).unwrap();
+    let mut server = s;
+    assert!(
+        server
+            .server
+            .signal_and_wait("HUP", Duration::from_millis(50))
+            .is_none()
+    );
+    assert!(server.wait_log("reloaded ", Duration::from_secs(5)));
+    // A second connection fits now, and the new idle timeout closes it.
+    let mut second = TcpStream::connect(server.tcp).unwrap();
+    let start = Instant::now();
+    assert!(closed_within(&mut second, Duration::from_secs(3)));
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_millis(2000),
+        "closed after {took:?}: not the reloaded idle_timeout (or refused at once)"
+    );
+}
+
+#[test]
 fn idle_connections_are_closed_after_idle_timeout() {
     let s = start_with("{ idle_timeout = \"300ms\" }");
     let mut c = TcpStream::connect(s.tcp).unwrap();
