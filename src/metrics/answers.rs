@@ -8,6 +8,7 @@
 //! snapshot in the instant of the swap counts there ([`AnswerCounters::count`]), and
 //! what it adds still shows in the new totals. Nothing is lost, nothing counted twice.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -67,17 +68,29 @@ impl AnswerCounters {
     pub fn carried_over(model: Arc<Model>, old: &Arc<AnswerCounters>) -> AnswerCounters {
         let mut new = AnswerCounters::new(model);
         let width = new.regions.len() + 1;
-        let map: Box<[Option<usize>]> = (0..new.cells.len())
-            .map(|i| {
-                let (ri, col) = (i / width, i % width);
-                let oi = old.records.iter().position(|r| *r == new.records[ri])?;
-                let oc = match new.regions.get(col) {
-                    Some(name) => old.regions.iter().position(|r| r == name)?,
-                    None => old.regions.len(),
-                };
-                Some(oi * (old.regions.len() + 1) + oc)
+        // By name, through hash maps: a config of many records and regions carries over
+        // in time linear in its cells.
+        let index = |names: &[String]| -> HashMap<String, usize> {
+            names.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect()
+        };
+        let (old_records, old_regions) = (index(&old.records), index(&old.regions));
+        let columns: Vec<Option<usize>> = new
+            .regions
+            .iter()
+            .map(|r| old_regions.get(r).copied())
+            .chain([Some(old.regions.len())])
+            .collect();
+        let map: Box<[Option<usize>]> = new
+            .records
+            .iter()
+            .flat_map(|r| {
+                let row = old_records.get(r).copied();
+                columns
+                    .iter()
+                    .map(move |c| Some(row? * (old.regions.len() + 1) + (*c)?))
             })
             .collect();
+        debug_assert_eq!(map.len(), new.records.len() * width);
         let at: Box<[u64]> = map
             .iter()
             .map(|o| o.map_or(0, |o| old.cells.get(o)))
