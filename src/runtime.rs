@@ -7,13 +7,13 @@
 //! they are, the answer counters are laid out for the new config and continue the old
 //! totals by name, and the rate limiter keeps its table (a limited client stays limited)
 //! unless `server.rate_limit` itself changed. A health change only republishes the
-//! snapshot ([`Shared::set_health`]). Readers take a [`View`] (three `ArcSwap` guards: no
+//! snapshot ([`Shared::set_health`]). Readers take a [`View`] (two `ArcSwap` guards: no
 //! lock) per batch of datagrams or per TCP message.
 
 use std::ops::Deref;
 use std::sync::Arc;
 
-use arc_swap::{ArcSwap, ArcSwapOption, Guard};
+use arc_swap::{ArcSwap, Guard};
 use tracing::info;
 
 use crate::health::Health;
@@ -27,19 +27,27 @@ use crate::snapshot::Snapshot;
 pub struct Runtime {
     /// Queries by transport, rcode and type, and the event counters.
     pub queries: QueryCounters,
-    answers: ArcSwap<AnswerCounters>,
-    rrl: ArcSwapOption<Limiter>,
+    /// What a reload may replace, swapped as one (a query loads it once).
+    tables: ArcSwap<Tables>,
+}
+
+/// The runtime's parts that follow the config: answer counters laid out for it, and the
+/// rate limiter of its `server.rate_limit`.
+#[derive(Debug)]
+struct Tables {
+    answers: Arc<AnswerCounters>,
+    rrl: Option<Arc<Limiter>>,
 }
 
 impl Runtime {
     /// The answer counters, laid out for the current config.
     pub fn answers(&self) -> Arc<AnswerCounters> {
-        self.answers.load_full()
+        self.tables.load().answers.clone()
     }
 
     /// The response rate limiter, when `server.rate_limit` is set.
     pub fn rrl(&self) -> Option<Arc<Limiter>> {
-        self.rrl.load_full()
+        self.tables.load().rrl.clone()
     }
 }
 
@@ -59,8 +67,10 @@ impl Shared {
     pub fn new(snap: Snapshot) -> Shared {
         let runtime = Runtime {
             queries: QueryCounters::default(),
-            answers: ArcSwap::from_pointee(AnswerCounters::new(snap.model.clone())),
-            rrl: ArcSwapOption::new(limiter(&snap)),
+            tables: ArcSwap::from_pointee(Tables {
+                answers: Arc::new(AnswerCounters::new(snap.model.clone())),
+                rrl: limiter(&snap),
+            }),
         };
         Shared(Arc::new(Inner {
             snapshot: ArcSwap::from_pointee(snap),
@@ -75,8 +85,7 @@ impl Shared {
         let snap = self.0.snapshot.load();
         View {
             snap,
-            answers: self.0.runtime.answers.load(),
-            rrl: self.0.runtime.rrl.load(),
+            tables: self.0.runtime.tables.load(),
             runtime: &self.0.runtime,
         }
     }
@@ -96,25 +105,31 @@ impl Shared {
     /// `server.rate_limit` changed (and removed when it is gone). Called by one writer.
     pub fn install(&self, snap: Snapshot) {
         let rt = &self.0.runtime;
-        let old = rt.answers.load_full();
-        if !old.is_for(&snap.model) {
-            let next = AnswerCounters::carried_over(snap.model.clone(), &old);
-            rt.answers.store(Arc::new(next));
-        }
+        let old = rt.tables.load_full();
+        let answers = if old.answers.is_for(&snap.model) {
+            old.answers.clone()
+        } else {
+            Arc::new(AnswerCounters::carried_over(
+                snap.model.clone(),
+                &old.answers,
+            ))
+        };
         let cur = self.0.snapshot.load();
-        if cur.model.server.rate_limit != snap.model.server.rate_limit {
-            if let (Some(_), Some(r)) =
-                (&cur.model.server.rate_limit, &snap.model.server.rate_limit)
-            {
+        let (was, now) = (cur.model.server.rate_limit, snap.model.server.rate_limit);
+        let rrl = if was == now {
+            old.rrl.clone()
+        } else {
+            if let (Some(_), Some(r)) = (was, now) {
                 info!(
                     responses_per_second = r.responses_per_second,
                     slip = r.slip,
                     "server.rate_limit changed: the rate limiter starts a new table"
                 );
             }
-            rt.rrl.store(limiter(&snap));
-        }
+            limiter(&snap)
+        };
         drop(cur);
+        rt.tables.store(Arc::new(Tables { answers, rrl }));
         self.0.snapshot.store(Arc::new(snap));
     }
 
@@ -146,15 +161,14 @@ fn limiter(snap: &Snapshot) -> Option<Arc<Limiter>> {
 /// when it was taken. Dereferences to the snapshot.
 pub struct View<'a> {
     snap: Guard<Arc<Snapshot>>,
-    answers: Guard<Arc<AnswerCounters>>,
-    rrl: Guard<Option<Arc<Limiter>>>,
+    tables: Guard<Arc<Tables>>,
     runtime: &'a Runtime,
 }
 
 impl View<'_> {
     /// The response rate limiter, when `server.rate_limit` is set.
     pub fn rrl(&self) -> Option<&Limiter> {
-        self.rrl.as_deref()
+        self.tables.rrl.as_deref()
     }
 
     /// The query counters.
@@ -164,7 +178,7 @@ impl View<'_> {
 
     /// Counts an answer of `record` from `region` (`None`: no address).
     pub fn count_answer(&self, record: RecordId, region: Option<RegionId>) {
-        self.answers.count(&self.snap.model, record, region);
+        self.tables.answers.count(&self.snap.model, record, region);
     }
 }
 

@@ -71,7 +71,11 @@ impl AnswerCounters {
         // By name, through hash maps: a config of many records and regions carries over
         // in time linear in its cells.
         let index = |names: &[String]| -> HashMap<String, usize> {
-            names.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect()
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.clone(), i))
+                .collect()
         };
         let (old_records, old_regions) = (index(&old.records), index(&old.regions));
         let columns: Vec<Option<usize>> = new
