@@ -127,6 +127,11 @@ impl Instance {
                 until_stopped(stopped.clone()),
             ))
         });
+        let peers = tokio::spawn(crate::cluster::run(
+            state.clone(),
+            health.clone(),
+            stopped.clone(),
+        ));
         let dns = server::run(listeners.dns, state, until_stopped(stopped));
         let task = tokio::spawn(async move {
             let served = dns.await;
@@ -134,6 +139,7 @@ impl Instance {
                 // The admin API got the stop too: let it finish its requests in flight.
                 let _ = tokio::time::timeout(ADMIN_GRACE, t).await;
             }
+            let _ = peers.await;
             health.stop().await;
             served
         });

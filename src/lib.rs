@@ -44,6 +44,7 @@
 
 pub mod admin;
 pub mod answer;
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod decide;

@@ -6,7 +6,7 @@
 //! looks a string up in a map.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -61,6 +61,19 @@ pub struct Model {
     pub records: Vec<DynRecord>,
     /// `[latency]`; empty when absent.
     pub latency: LatencyTable,
+    /// `[cluster]`: the other instances serving the same zones, when configured.
+    pub cluster: Option<Cluster>,
+}
+
+/// `[cluster]`: the peers whose probe views vote on each target's health.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cluster {
+    /// Each peer's admin API base URL (`http://host:port`), as written, without a trailing `/`.
+    pub peers: Vec<String>,
+    /// How often each peer's view is pulled.
+    pub interval: Duration,
+    /// Down-votes (this instance's included) that take a probe target down.
+    pub quorum: usize,
 }
 
 impl Model {
@@ -100,6 +113,8 @@ pub struct Server {
     pub workers: Option<usize>,
     /// Share of queries written to the query log (`server.query_log.sample`); `None`: off.
     pub query_log: Option<f64>,
+    /// Source address of this instance's health probes (`server.probe_source`).
+    pub probe_source: Option<IpAddr>,
 }
 
 /// `server.geoip` and `server.geoip_mmap`.

@@ -126,7 +126,8 @@
 //! `Connection: close`, and the connection is closed after it, whatever the client asked
 //! for (one request per connection keeps the request count exact). [`FakeRegion::hits`]
 //! counts requests, [`FakeRegion::connections`] accepted connections (what a TCP probe
-//! makes).
+//! makes), and [`FakeRegion::peers`] the source addresses those connections came from
+//! (to check which address a client sends from, e.g. gslbd with `server.probe_source`).
 //!
 //! # HTTPS
 //!
@@ -142,7 +143,7 @@ mod tls;
 
 use std::fmt;
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
@@ -215,6 +216,8 @@ struct Shared {
     stop: AtomicBool,
     hits: AtomicU64,
     connections: AtomicU64,
+    /// Accepted connections per source IP, in the order each source was first seen.
+    peers: Mutex<Vec<(IpAddr, u64)>>,
     tls: Option<Arc<rustls::ServerConfig>>,
 }
 
@@ -275,6 +278,7 @@ impl FakeRegion {
             stop: AtomicBool::new(false),
             hits: AtomicU64::new(0),
             connections: AtomicU64::new(0),
+            peers: Mutex::new(Vec::new()),
             tls,
         });
         let for_thread = Arc::clone(&shared);
@@ -360,6 +364,22 @@ impl FakeRegion {
     pub fn connections(&self) -> u64 {
         self.shared.connections.load(Ordering::SeqCst)
     }
+
+    /// The distinct source IPs of the connections accepted so far (counted as
+    /// [`connections`](FakeRegion::connections) are), in the order each was first seen:
+    /// which address a client sends from, e.g. `[127.0.0.2]` for gslbd probing with
+    /// `server.probe_source = "127.0.0.2"`.
+    pub fn peers(&self) -> Vec<IpAddr> {
+        lock(&self.shared.peers).iter().map(|(ip, _)| *ip).collect()
+    }
+
+    /// Connections accepted so far from source IP `ip`.
+    pub fn connections_from(&self, ip: IpAddr) -> u64 {
+        lock(&self.shared.peers)
+            .iter()
+            .find(|(p, _)| *p == ip)
+            .map_or(0, |(_, n)| *n)
+    }
 }
 
 impl fmt::Debug for FakeRegion {
@@ -439,8 +459,8 @@ fn accept_loop(shared: &Arc<Shared>) {
             Some(listener) => listener.accept(),
             None => Err(io::ErrorKind::WouldBlock.into()),
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             // WouldBlock is the normal idle case; anything else (EMFILE, a connection
             // aborted before accept) is transient for a test server: keep serving.
             Err(_) => {
@@ -448,7 +468,16 @@ fn accept_loop(shared: &Arc<Shared>) {
                 continue;
             }
         };
-        shared.connections.fetch_add(1, Ordering::SeqCst);
+        {
+            // Counted under the peers lock, so `peers` never names a source that
+            // `connections` does not count yet.
+            let mut peers = lock(&shared.peers);
+            match peers.iter_mut().find(|(ip, _)| *ip == peer.ip()) {
+                Some((_, n)) => *n += 1,
+                None => peers.push((peer.ip(), 1)),
+            }
+            shared.connections.fetch_add(1, Ordering::SeqCst);
+        }
         let (done, running): (Vec<_>, Vec<_>) =
             workers.into_iter().partition(JoinHandle::is_finished);
         workers = running;

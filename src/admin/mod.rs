@@ -35,7 +35,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
-use crate::control::{Control, RegionReport, ReloadError};
+use crate::control::{ClusterReport, Control, RegionReport, ReloadError};
 use crate::health::DrainError;
 
 mod auth;
@@ -134,6 +134,8 @@ pub async fn serve(
 #[derive(Serialize)]
 struct RegionsReply {
     regions: Vec<RegionReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<ClusterReport>,
 }
 
 #[derive(Serialize)]
@@ -305,9 +307,13 @@ impl Api {
                 self.control.metrics().await,
             ),
             Endpoint::Regions => {
-                let regions = self.control.regions().await;
-                json_reply(StatusCode::OK, &RegionsReply { regions })
+                let (regions, cluster) = self.control.regions().await;
+                json_reply(StatusCode::OK, &RegionsReply { regions, cluster })
             }
+            Endpoint::HealthView => match self.control.health_view().await {
+                Ok(view) => json_reply(StatusCode::OK, &view),
+                Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+            },
             Endpoint::Explain => {
                 let q = match ExplainQuery::parse(query, peer) {
                     Ok(q) => q,

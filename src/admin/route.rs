@@ -8,6 +8,7 @@ pub(super) enum Endpoint {
     Healthz,
     Metrics,
     Regions,
+    HealthView,
     Drain { region: String, drained: bool },
     Explain,
     Reload,
@@ -21,6 +22,7 @@ impl Endpoint {
             ["healthz"] => Endpoint::Healthz,
             ["metrics"] => Endpoint::Metrics,
             ["api", "v1", "regions"] => Endpoint::Regions,
+            ["api", "v1", "health", "view"] => Endpoint::HealthView,
             [
                 "api",
                 "v1",

@@ -55,6 +55,10 @@ pub fn parse(text: &str, file: &Path) -> Result<Model, Diagnostics> {
     let (regions, names) = regions::regions(&mut cx, &raw.regions, &defaults);
     let records = records::records(&mut cx, &raw.records, &names, &defaults);
     let latency = geo::latency(&mut cx, &raw.latency, &names);
+    let cluster = raw
+        .cluster
+        .as_ref()
+        .and_then(|c| server::cluster(&mut cx, c));
     let mut diags = cx.diags;
     // Sections are checked in dependency order; report in file order instead.
     diags.0.sort_by_key(|d| (d.line, d.col));
@@ -65,6 +69,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Model, Diagnostics> {
         regions,
         records,
         latency,
+        cluster,
     })
 }
 

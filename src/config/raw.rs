@@ -74,6 +74,16 @@ pub(crate) struct RawConfig {
     pub(crate) records: Entries<RawRecord>,
     #[serde(default)]
     pub(crate) latency: RawLatency,
+    pub(crate) cluster: Option<Spanned<RawCluster>>,
+}
+
+/// `[cluster]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCluster {
+    pub(crate) peers: Option<StrList>,
+    pub(crate) interval: Option<Str>,
+    pub(crate) quorum: Option<Int>,
 }
 
 /// `[server]`.
@@ -91,6 +101,7 @@ pub(crate) struct RawServer {
     pub(crate) tcp: RawTcp,
     pub(crate) query_log: Option<RawQueryLog>,
     pub(crate) workers: Option<Int>,
+    pub(crate) probe_source: Option<Str>,
 }
 
 /// `server.query_log`.

@@ -1,11 +1,12 @@
 //! Validates `[server]` and `[defaults]`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::check::Ctx;
-use super::raw::{RawDefaults, RawServer, Str};
-use crate::model::{Defaults, GeoIp, ProbeTiming, RateLimit, Server, TcpLimits};
+use super::raw::{RawCluster, RawDefaults, RawServer, Str};
+use crate::model::{Cluster, Defaults, GeoIp, ProbeTiming, RateLimit, Server, TcpLimits};
 
 /// The DNS listen address when `server.listen` is omitted.
 const DEFAULT_LISTEN: &str = "127.0.0.1:5353";
@@ -107,8 +108,20 @@ pub(crate) fn server(cx: &mut Ctx<'_>, raw: &RawServer, base: &Path) -> Server {
             "UDP worker threads per listen address",
         )
     });
+    let probe_source = raw.probe_source.as_ref().and_then(|a| {
+        let parsed = a.get_ref().parse::<IpAddr>();
+        if parsed.is_err() {
+            let msg = format!(
+                "\"{}\" is not an IP address (the source address of this instance's probes, e.g. \"203.0.113.53\")",
+                a.get_ref()
+            );
+            cx.error(&a.span(), "server.probe_source", msg);
+        }
+        parsed.ok()
+    });
     Server {
         workers,
+        probe_source,
         listen,
         admin,
         admin_token,
@@ -118,6 +131,104 @@ pub(crate) fn server(cx: &mut Ctx<'_>, raw: &RawServer, base: &Path) -> Server {
         tcp,
         query_log,
     }
+}
+
+/// How often peers' views are pulled when `cluster.interval` is omitted.
+const DEFAULT_CLUSTER_INTERVAL: Duration = Duration::from_secs(2);
+
+/// `[cluster]`: peer URLs (`http(s)://host:port` of their admin API), the pull interval,
+/// and the quorum (default: a majority of all instances, this one included).
+pub(crate) fn cluster(cx: &mut Ctx<'_>, raw: &toml::Spanned<RawCluster>) -> Option<Cluster> {
+    let span = raw.span();
+    let raw = raw.get_ref();
+    let mut peers: Vec<String> = Vec::new();
+    match &raw.peers {
+        None => cx.error(
+            &span,
+            "cluster.peers",
+            "missing: list the other instances' admin API, e.g. peers = [\"http://192.0.2.53:8053\"]",
+        ),
+        Some(list) if list.get_ref().is_empty() => cx.error(
+            &list.span(),
+            "cluster.peers",
+            "must list at least one other instance (omit [cluster] for a single instance)",
+        ),
+        Some(list) => {
+            for item in list.get_ref() {
+                let Some(url) = peer_url(cx, item) else {
+                    continue;
+                };
+                if peers.contains(&url) {
+                    cx.error(&item.span(), "cluster.peers", format!("{url} is listed twice"));
+                } else {
+                    peers.push(url);
+                }
+            }
+        }
+    }
+    let interval = raw
+        .interval
+        .as_ref()
+        .map_or(Some(DEFAULT_CLUSTER_INTERVAL), |i| {
+            cx.duration(i, "cluster.interval")
+        });
+    let instances = peers.len() + 1;
+    let quorum = match &raw.quorum {
+        None => Some(instances / 2 + 1),
+        Some(q) => {
+            let n = *q.get_ref();
+            if n < 1 {
+                cx.error(
+                    &q.span(),
+                    "cluster.quorum",
+                    format!("{n}: at least 1 down-vote must take a target down"),
+                );
+                None
+            } else if n as usize > instances {
+                let msg = format!(
+                    "{n} is more than the {instances} instances (this one and {} peer(s)): no target could ever go down",
+                    peers.len()
+                );
+                cx.error(&q.span(), "cluster.quorum", msg);
+                None
+            } else {
+                Some(n as usize)
+            }
+        }
+    };
+    Some(Cluster {
+        peers,
+        interval: interval?,
+        quorum: quorum?,
+    })
+}
+
+/// A peer's admin API URL: http or https, a host and port, nothing after them; returned
+/// as `scheme://host[:port]`.
+fn peer_url(cx: &mut Ctx<'_>, item: &Str) -> Option<String> {
+    let text = item.get_ref();
+    let bad = |why: &str| {
+        format!(
+            "\"{text}\" is not a peer's admin API URL ({why}); expected e.g. \"http://192.0.2.53:8053\""
+        )
+    };
+    let msg = match reqwest::Url::parse(text) {
+        _ if !text.contains("://") => bad("no http:// or https://"),
+        Err(e) => bad(&e.to_string()),
+        Ok(u) if !matches!(u.scheme(), "http" | "https") => bad("the scheme must be http or https"),
+        Ok(u) if u.path() != "/" || u.query().is_some() || u.fragment().is_some() => {
+            bad("give the address only, without a path")
+        }
+        Ok(u) => match u.host_str() {
+            None | Some("") => bad("no host"),
+            Some(host) => {
+                let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+                return Some(format!("{}://{host}{port}", u.scheme()));
+            }
+        },
+    };
+    cx.error(&item.span(), "cluster.peers", msg);
+    None
 }
 
 /// `[defaults]`.

@@ -14,6 +14,7 @@ use tracing::{error, info, warn};
 
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::explain::{self, Explanation};
+use crate::health::votes::View;
 use crate::health::{DrainError, HealthService, HealthStopped};
 use crate::metrics;
 use crate::runtime::Shared;
@@ -22,7 +23,9 @@ use crate::snapshot::Snapshot;
 mod report;
 mod settings;
 
-pub use report::{AddressReport, RegionReport, TargetReport};
+pub use report::{
+    AddressReport, ClusterReport, PeerReport, RegionReport, TargetReport, VoteReport,
+};
 pub use settings::Overrides;
 use settings::Running;
 
@@ -137,10 +140,18 @@ impl Control {
         self.health.drain(region, drained).await
     }
 
-    /// Every region's state, addresses and probe targets.
-    pub async fn regions(&self) -> Vec<RegionReport> {
+    /// Every region's state, addresses and probe targets, and with `[cluster]` the
+    /// peers' state.
+    pub async fn regions(&self) -> (Vec<RegionReport>, Option<ClusterReport>) {
         let monitor = self.health.inspect().await;
-        report::regions(&self.snapshot(), monitor.as_ref())
+        let regions = report::regions(&self.snapshot(), monitor.as_ref());
+        (regions, monitor.as_ref().and_then(report::cluster))
+    }
+
+    /// This instance's own probe view, as its peers pull it.
+    pub async fn health_view(&self) -> Result<View, HealthStopped> {
+        let monitor = self.health.inspect().await.ok_or(HealthStopped)?;
+        Ok(monitor.view(std::time::SystemTime::now()))
     }
 
     /// The `explain` trace for a query from `client` with an optional ECS `subnet`.

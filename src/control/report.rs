@@ -44,8 +44,13 @@ pub struct AddressReport {
 pub struct TargetReport {
     /// `GET URL` or `tcp ADDR`.
     pub target: String,
-    /// Current state.
+    /// Current state, by this instance's own probes.
     pub up: bool,
+    /// The state the answers follow: `up`, or with `[cluster]` the quorum's verdict.
+    pub decided_up: bool,
+    /// With `[cluster]`: each peer's vote on this target.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub votes: Vec<VoteReport>,
     /// Has any result arrived.
     pub probed: bool,
     /// The last result (`ok`, `status 503`, `timeout`, ...).
@@ -58,6 +63,62 @@ pub struct TargetReport {
     pub srtt_ms: Option<f64>,
     /// Best RTT of the last 32 successful probes, ms.
     pub min_rtt_ms: Option<f64>,
+}
+
+/// One peer's vote on a target.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct VoteReport {
+    /// The peer's admin API URL.
+    pub peer: String,
+    /// `up` or `down` from its fresh view; `none` when its view is stale, missing, or
+    /// does not name the target.
+    pub vote: &'static str,
+    /// Age of its latest view, ms.
+    pub view_age_ms: Option<u64>,
+}
+
+/// The cluster, as `GET /api/v1/regions` reports it (with `[cluster]`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ClusterReport {
+    /// Down-votes that take a target down.
+    pub quorum: usize,
+    /// Too few fresh views for the quorum: health is decided from this instance's own
+    /// probes.
+    pub deciding_alone: bool,
+    /// Each peer.
+    pub peers: Vec<PeerReport>,
+}
+
+/// One peer of the cluster.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PeerReport {
+    /// Its admin API URL.
+    pub url: String,
+    /// Its latest view is fresh (younger than three pull intervals).
+    pub fresh: bool,
+    /// Age of its latest view, ms.
+    pub view_age_ms: Option<u64>,
+    /// Why the latest pull failed, if it did.
+    pub error: Option<String>,
+}
+
+/// The cluster's report, when the monitor has `[cluster]`.
+pub(super) fn cluster(monitor: &Monitor) -> Option<ClusterReport> {
+    let peers = monitor.peers()?;
+    Some(ClusterReport {
+        quorum: peers.quorum,
+        deciding_alone: monitor.deciding_alone(),
+        peers: peers
+            .peers
+            .iter()
+            .map(|p| PeerReport {
+                url: p.url.clone(),
+                fresh: peers.fresh(p),
+                view_age_ms: peers.age(p).map(|a| a.as_millis() as u64),
+                error: p.error.clone(),
+            })
+            .collect(),
+    })
 }
 
 /// Every region's report: state and addresses from `snap`, targets from `monitor`.
@@ -91,7 +152,7 @@ pub(super) fn regions(snap: &Snapshot, monitor: Option<&Monitor>) -> Vec<RegionR
             let targets = monitor
                 .as_ref()
                 .and_then(|m| m.model().region_id(&region.name).map(|mid| (m, mid)))
-                .map(|(m, mid)| m.region_targets(mid).map(target_report).collect())
+                .map(|(m, mid)| m.region_targets(mid).map(|t| target_report(m, t)).collect())
                 .unwrap_or_default();
             RegionReport {
                 name: region.name.clone(),
@@ -106,11 +167,31 @@ pub(super) fn regions(snap: &Snapshot, monitor: Option<&Monitor>) -> Vec<RegionR
         .collect()
 }
 
-fn target_report(t: &Target) -> TargetReport {
+fn target_report(m: &Monitor, t: &Target) -> TargetReport {
     let time = |s: SystemTime| humantime::format_rfc3339_millis(s).to_string();
+    let votes = m
+        .peers()
+        .map(|peers| {
+            peers
+                .peers
+                .iter()
+                .map(|p| VoteReport {
+                    peer: p.url.clone(),
+                    vote: match peers.vote(p, &t.key) {
+                        Some(true) => "up",
+                        Some(false) => "down",
+                        None => "none",
+                    },
+                    view_age_ms: peers.age(p).map(|a| a.as_millis() as u64),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     TargetReport {
         target: t.spec.to_string(),
         up: t.state.up,
+        decided_up: t.decided,
+        votes,
         probed: t.state.known,
         last_result: t.state.last.as_ref().map(|(o, _)| o.to_string()),
         last_probe: t.state.last.as_ref().map(|(_, at)| time(*at)),

@@ -8,12 +8,14 @@
 //!                                        └─► new Health ─► new Snapshot ─► ArcSwap
 //! ```
 //!
-//! Probers share nothing; one owner applies results, drains and reloads, and publishes.
+//! Probers share nothing; one owner applies results, drains, reloads and (with
+//! `[cluster]`) the peers' views pulled by [`crate::cluster`], and publishes.
 
 pub mod monitor;
 pub mod probe;
 pub mod service;
 pub mod state;
+pub mod votes;
 
 use crate::model::{Model, Region, RegionId};
 use crate::policy::Family;

@@ -1,15 +1,17 @@
 //! The owner's bookkeeping, without I/O: the distinct probe targets of a model, the
-//! rise/fall state of each, manual drains, and the [`Health`] table they add up to.
+//! rise/fall state of each, the peers' views when the instance is part of a cluster
+//! ([`votes`](super::votes)), manual drains, and the [`Health`] table they add up to.
 //! Every state change is logged here once, with its reason.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use tracing::info;
+use tracing::{info, warn};
 
 use super::probe::{self, TargetSpec};
 use super::state::{Outcome, TargetState, Transition};
+use super::votes::{self, Peers, Tally, TargetView, View};
 use super::{Health, RegionHealth, UnknownRegion};
 use crate::model::{Model, RegionId};
 
@@ -21,6 +23,10 @@ pub struct Monitor {
     /// Per region: its targets (one for the region, or one per address).
     region_targets: Vec<Vec<usize>>,
     drained: Vec<bool>,
+    /// The peers' views, with `[cluster]`.
+    peers: Option<Peers>,
+    /// Too few fresh views for the quorum (logged once per change).
+    alone: bool,
 }
 
 /// One distinct probe target and its state.
@@ -34,6 +40,12 @@ pub struct Target {
     pub regions: Vec<RegionId>,
     /// Results and probe durations so far, for metrics.
     pub stats: TargetStats,
+    /// Its key in views shared with peers ([`votes::key`]).
+    pub key: String,
+    /// Up as decided: its own state, or with `[cluster]` the quorum's verdict.
+    pub decided: bool,
+    /// The votes behind `decided` (with `[cluster]`).
+    pub tally: Tally,
 }
 
 /// Probe results of one target by kind, and their durations.
@@ -78,10 +90,13 @@ impl Monitor {
             for spec in probe::region_targets(region) {
                 let t = *index.entry(spec.clone()).or_insert_with(|| {
                     targets.push(Target {
+                        key: votes::key(&spec),
                         spec,
                         state: TargetState::default(),
                         regions: Vec::new(),
                         stats: TargetStats::default(),
+                        decided: true,
+                        tally: Tally::default(),
                     });
                     targets.len() - 1
                 });
@@ -93,12 +108,79 @@ impl Monitor {
             region_targets.push(mine);
         }
         let drained = vec![false; model.regions.len()];
+        let peers = model.cluster.as_ref().map(Peers::new);
         Monitor {
             model,
             targets,
             region_targets,
             drained,
+            alone: peers.is_some(),
+            peers,
         }
+    }
+
+    /// The peers' views, with `[cluster]`.
+    pub fn peers(&self) -> Option<&Peers> {
+        self.peers.as_ref()
+    }
+
+    /// This instance's own view of every target, made at `now`, for its peers.
+    pub fn view(&self, now: SystemTime) -> View {
+        let time = |s: SystemTime| humantime::format_rfc3339_millis(s).to_string();
+        View {
+            made_ms: now
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            targets: self
+                .targets
+                .iter()
+                .map(|t| TargetView {
+                    key: t.key.clone(),
+                    target: t.spec.to_string(),
+                    up: t.state.up,
+                    known: t.state.known,
+                    since: t.state.last_change.map(time),
+                    last_result: t.state.last.as_ref().map(|(o, _)| o.to_string()),
+                })
+                .collect(),
+        }
+    }
+
+    /// Records a peer's view (or why it could not be pulled) at `now`, and decides every
+    /// target again.
+    pub fn peer_view(&mut self, url: &str, view: Result<View, String>, now: Instant) {
+        let Some(peers) = self.peers.as_mut() else {
+            return;
+        };
+        if !peers.record(url, view, now) {
+            return;
+        }
+        let alone = peers.alone();
+        if alone != self.alone {
+            self.alone = alone;
+            let fresh = peers.peers.iter().filter(|p| peers.fresh(p)).count();
+            if alone {
+                warn!(
+                    fresh_peers = fresh,
+                    quorum = peers.quorum,
+                    "cluster: too few fresh peer views for the quorum: deciding health from this instance's own probes"
+                );
+            } else {
+                info!(
+                    fresh_peers = fresh,
+                    quorum = peers.quorum,
+                    "cluster: enough fresh peer views again: health decided by quorum"
+                );
+            }
+        }
+        let before = self.region_up_all();
+        self.redecide(&before, "peer views");
+    }
+
+    /// True while too few peers' views are fresh for the quorum (always false without
+    /// `[cluster]`).
+    pub fn deciding_alone(&self) -> bool {
+        self.peers.is_some() && self.alone
     }
 
     /// The model this monitor watches.
@@ -135,8 +217,16 @@ impl Monitor {
             if let Some(o) = by_spec.get(&t.spec) {
                 t.state = o.state.clone();
                 t.stats = o.stats.clone();
+                t.decided = o.decided;
+                t.tally = o.tally;
             }
         }
+        if let (Some(new), Some(old)) = (self.peers.as_mut(), old.peers.as_ref()) {
+            new.carry_over(old);
+            self.alone = new.alone();
+        }
+        let before = self.region_up_all();
+        self.redecide(&before, "reload");
         for (i, region) in self.model.regions.iter().enumerate() {
             if let Some(j) = old.model.region_id(&region.name) {
                 self.drained[i] = old.drained[j.index()];
@@ -170,22 +260,52 @@ impl Monitor {
             reason = %transition.reason,
             "probe target {}", updown(transition.to)
         );
-        for (i, (was, is)) in before.into_iter().zip(self.region_up_all()).enumerate() {
-            if was != is {
+        self.redecide(&before, &transition.reason.to_string());
+        Some(transition)
+    }
+
+    /// Decides every target from its own state (and with `[cluster]`, the peers' fresh
+    /// votes), and logs each change of a decided target or of a region (`before`: the
+    /// regions' states before) once.
+    fn redecide(&mut self, before: &[bool], reason: &str) {
+        for t in &mut self.targets {
+            let (up, tally) = match &self.peers {
+                Some(p) => p.decide(&t.key, t.state.up),
+                None => (t.state.up, Tally::default()),
+            };
+            if self.peers.is_some() && up != t.decided {
+                info!(
+                    target = %t.spec,
+                    from = updown(t.decided),
+                    to = updown(up),
+                    down_votes = tally.down,
+                    views = tally.views,
+                    alone = tally.alone,
+                    "probe target decided {}: {} of {} fresh views say down (quorum {})",
+                    updown(up),
+                    tally.down,
+                    tally.views,
+                    self.peers.as_ref().map_or(1, |p| p.quorum)
+                );
+            }
+            t.decided = up;
+            t.tally = tally;
+        }
+        for (i, (was, is)) in before.iter().zip(self.region_up_all()).enumerate() {
+            if *was != is {
                 let region = &self.model.regions[i];
                 let (up, total) = self.region_counts(i);
                 info!(
                     region = %region.name,
-                    from = updown(was),
+                    from = updown(*was),
                     to = updown(is),
-                    reason = %transition.reason,
+                    reason = %reason,
                     "region {} is {} ({up} of {total} probe targets up)",
                     region.name,
                     updown(is)
                 );
             }
         }
-        Some(transition)
     }
 
     /// Drains or undrains the region called `name`; `Err` when there is none. Returns
@@ -214,7 +334,7 @@ impl Monitor {
                 // The best RTT penalty among the region's up targets.
                 let penalty = targets
                     .iter()
-                    .filter(|t| self.targets[**t].state.up)
+                    .filter(|t| self.targets[**t].decided)
                     .map(|t| self.targets[*t].state.rtt_penalty_ms())
                     .reduce(f64::min)
                     .unwrap_or(0.0);
@@ -223,7 +343,7 @@ impl Monitor {
                     drained: self.drained[i],
                     rtt_penalty_ms: penalty,
                     addr_up: if self.is_templated(i) {
-                        targets.iter().map(|t| self.targets[*t].state.up).collect()
+                        targets.iter().map(|t| self.targets[*t].decided).collect()
                     } else {
                         Vec::new()
                     },
@@ -246,10 +366,7 @@ impl Monitor {
     /// (targets up, targets) of a region.
     fn region_counts(&self, region: usize) -> (usize, usize) {
         let targets = &self.region_targets[region];
-        let up = targets
-            .iter()
-            .filter(|t| self.targets[**t].state.up)
-            .count();
+        let up = targets.iter().filter(|t| self.targets[**t].decided).count();
         (up, targets.len())
     }
 

@@ -20,6 +20,7 @@ use tracing::{error, info};
 
 use super::probe::Prober;
 use super::state::Outcome;
+use super::votes::View;
 use super::{DrainError, HealthStopped, Monitor, UnknownRegion};
 use crate::runtime::Shared;
 use crate::snapshot::Snapshot;
@@ -46,6 +47,11 @@ enum Event {
     Inspect {
         reply: oneshot::Sender<Monitor>,
     },
+    Peer {
+        url: String,
+        view: Result<View, String>,
+        at: std::time::Instant,
+    },
     Stop,
 }
 
@@ -70,7 +76,7 @@ impl HealthService {
         let snap = state.snapshot();
         let mut monitor = Monitor::new(snap.model.clone());
         let sem = Arc::new(Semaphore::new(MAX_CONCURRENT_PROBES));
-        let probers = build_probers(&monitor);
+        let probers = build_probers(&monitor, snap.model.server.probe_source);
         cold_start(&mut monitor, &probers, &sem).await;
         publish(&state, &monitor, None);
         let (tx, rx) = mpsc::channel(1024);
@@ -104,6 +110,17 @@ impl HealthService {
         rx.await.map_err(|_| HealthStopped)
     }
 
+    /// Hands over a peer's view pulled at `at` (or why it could not be pulled).
+    pub async fn peer_view(
+        &self,
+        url: String,
+        view: Result<View, String>,
+        at: std::time::Instant,
+    ) -> Result<(), HealthStopped> {
+        let ev = Event::Peer { url, view, at };
+        self.tx.send(ev).await.map_err(|_| HealthStopped)
+    }
+
     /// Stops the probers and the owner (a server that stops in-process must not leave
     /// them probing). Later calls on this handle fail with [`HealthStopped`].
     pub async fn stop(&self) {
@@ -118,11 +135,20 @@ impl HealthService {
     }
 }
 
-fn build_probers(monitor: &Monitor) -> Vec<Option<Prober>> {
+/// One prober per target, each sending from `source` (`server.probe_source`) when set.
+fn build_probers(monitor: &Monitor, source: Option<std::net::IpAddr>) -> Vec<Option<Prober>> {
+    if let Some(ip) = source.filter(|_| !monitor.targets().is_empty()) {
+        // Said once here; each failed probe also names it as its reason.
+        if let Err(e) = std::net::UdpSocket::bind((ip, 0)) {
+            tracing::warn!(
+                "server.probe_source {ip} cannot be used ({e}): every probe will fail until it is an address of this machine"
+            );
+        }
+    }
     monitor
         .targets()
         .iter()
-        .map(|t| match Prober::new(t.spec.clone()) {
+        .map(|t| match Prober::new(t.spec.clone(), source) {
             Ok(p) => Some(p),
             Err(e) => {
                 // Cannot happen short of a broken TLS backend; the target stays "no result".
@@ -200,7 +226,7 @@ async fn owner(
                     monitor = next;
                     tasks.abort_all();
                     generation += 1;
-                    probers = build_probers(&monitor);
+                    probers = build_probers(&monitor, snapshot.model.server.probe_source);
                     tasks = spawn_probers(&probers, generation, &tx, &sem);
                     publish(&state, &monitor, Some(snapshot));
                     let _ = reply.send(());
@@ -208,6 +234,7 @@ async fn owner(
                 Event::Inspect { reply } => {
                     let _ = reply.send(monitor.clone());
                 }
+                Event::Peer { url, view, at } => monitor.peer_view(&url, view, at),
                 Event::Stop => {
                     tasks.abort_all();
                     return;

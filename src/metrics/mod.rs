@@ -18,6 +18,7 @@ pub use queries::QueryCounters;
 
 use crate::health::Monitor;
 use crate::health::monitor::TargetStats;
+use crate::health::votes::Peers;
 use crate::model::RegionId;
 use crate::runtime::Runtime;
 use crate::snapshot::Snapshot;
@@ -133,8 +134,70 @@ pub fn exposition(snap: &Snapshot, rt: &Runtime, monitor: Option<&Monitor>) -> S
                 t.stats.count
             );
         }
+        if let Some(peers) = m.peers() {
+            cluster(&mut out, m, peers);
+        }
     }
     out
+}
+
+/// With `[cluster]`: each peer's freshness, and each target's votes and decided state.
+fn cluster(out: &mut String, m: &Monitor, peers: &Peers) {
+    family(
+        out,
+        "gslbd_peer_up",
+        "gauge",
+        "1 while the peer's probe view is fresh (pulled within three cluster intervals).",
+    );
+    for p in &peers.peers {
+        let _ = writeln!(
+            out,
+            "gslbd_peer_up{{peer=\"{}\"}} {}",
+            label(&p.url),
+            u8::from(peers.fresh(p))
+        );
+    }
+    family(
+        out,
+        "gslbd_cluster_deciding_alone",
+        "gauge",
+        "1 while too few peer views are fresh for the quorum and health follows this instance's own probes.",
+    );
+    let _ = writeln!(
+        out,
+        "gslbd_cluster_deciding_alone {}",
+        u8::from(m.deciding_alone())
+    );
+    family(
+        out,
+        "gslbd_probe_votes",
+        "gauge",
+        "Fresh views (this instance's own included) of each probe target, by vote.",
+    );
+    for t in m.targets() {
+        let l = label(&t.spec.to_string());
+        let up = t.tally.views - t.tally.down;
+        let _ = writeln!(out, "gslbd_probe_votes{{target=\"{l}\",vote=\"up\"}} {up}");
+        let _ = writeln!(
+            out,
+            "gslbd_probe_votes{{target=\"{l}\",vote=\"down\"}} {}",
+            t.tally.down
+        );
+    }
+    family(
+        out,
+        "gslbd_probe_decided_up",
+        "gauge",
+        "1 while the probe target counts as up for answers (by quorum with [cluster]).",
+    );
+    for t in m.targets() {
+        let _ = writeln!(
+            out,
+            "gslbd_probe_decided_up{{target=\"{}\"}} {}",
+            label(&t.spec.to_string()),
+            u8::from(t.decided)
+        );
+    }
 }
 
 /// Writes the `# HELP` and `# TYPE` lines of a metric family.

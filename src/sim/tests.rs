@@ -367,6 +367,28 @@ fn start_on_another_loopback_address() {
     assert_eq!(get(&region.url()).unwrap(), (200, "ok".into()));
 }
 
+#[cfg(target_os = "linux")]
+#[test]
+fn peers_are_the_source_addresses_of_connections() {
+    let region = FakeRegion::start().unwrap();
+    let from = |source: [u8; 4]| {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+        socket.bind(&SocketAddr::from((source, 0)).into())?;
+        socket.connect_timeout(&region.addr().into(), TIMEOUT)?;
+        io::Result::Ok(TcpStream::from(socket))
+    };
+    assert!(region.peers().is_empty());
+    drop(connect(&region).unwrap());
+    drop(from([127, 0, 0, 2]).unwrap());
+    drop(from([127, 0, 0, 2]).unwrap());
+    assert!(eventually(|| region.connections() == 3));
+    let (one, two) = ("127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap());
+    assert_eq!(region.peers(), [one, two]);
+    assert_eq!(region.connections_from(one), 1);
+    assert_eq!(region.connections_from(two), 2);
+    assert_eq!(region.connections_from("127.0.0.3".parse().unwrap()), 0);
+}
+
 #[test]
 fn drop_frees_the_port_and_joins_every_thread() {
     let region = FakeRegion::start().unwrap();

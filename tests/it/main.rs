@@ -13,6 +13,7 @@ mod rng;
 mod smaps;
 
 mod admin;
+mod cluster;
 mod config_errors;
 mod dynamic;
 mod example;
@@ -23,6 +24,7 @@ mod health;
 mod hostile;
 mod in_process;
 mod policies;
+mod probe_source;
 mod protocol;
 mod reload;
 mod reload_settings;

@@ -315,3 +315,50 @@ fn every_error_is_reported_in_file_order() {
         "{all:#?}"
     );
 }
+
+#[test]
+fn cluster_and_probe_source_mistakes() {
+    let cases = [
+        (
+            "[cluster]\npeers = [\"192.0.2.53:8053\"]\n",
+            "gslb.toml:2:10: cluster.peers: \"192.0.2.53:8053\" is not a peer's admin API URL (no http:// or https://); expected e.g. \"http://192.0.2.53:8053\"",
+        ),
+        (
+            "[cluster]\npeers = [\"http://\"]\n",
+            "gslb.toml:2:10: cluster.peers: \"http://\" is not a peer's admin API URL (empty host); expected e.g. \"http://192.0.2.53:8053\"",
+        ),
+        (
+            "[cluster]\npeers = [\"http://192.0.2.53:8053/api\"]\n",
+            "gslb.toml:2:10: cluster.peers: \"http://192.0.2.53:8053/api\" is not a peer's admin API URL (give the address only, without a path); expected e.g. \"http://192.0.2.53:8053\"",
+        ),
+        (
+            "[cluster]\npeers = [\"http://192.0.2.53:8053\"]\nquorum = 3\n",
+            "gslb.toml:3:10: cluster.quorum: 3 is more than the 2 instances (this one and 1 peer(s)): no target could ever go down",
+        ),
+        (
+            "[cluster]\npeers = [\"http://192.0.2.53:8053\"]\nquorum = 0\n",
+            "gslb.toml:3:10: cluster.quorum: 0: at least 1 down-vote must take a target down",
+        ),
+        (
+            "[cluster]\npeers = []\n",
+            "gslb.toml:2:9: cluster.peers: must list at least one other instance (omit [cluster] for a single instance)",
+        ),
+        (
+            "[cluster]\ninterval = \"2s\"\n",
+            "gslb.toml:1:1: cluster.peers: missing: list the other instances' admin API, e.g. peers = [\"http://192.0.2.53:8053\"]",
+        ),
+        (
+            "[cluster]\npeers = [\"http://a:1\", \"http://a:1/\"]\n",
+            "gslb.toml:2:24: cluster.peers: http://a:1 is listed twice",
+        ),
+        (
+            "[server]\nprobe_source = \"eth0\"\n",
+            "gslb.toml:2:16: server.probe_source: \"eth0\" is not an IP address (the source address of this instance's probes, e.g. \"203.0.113.53\")",
+        ),
+    ];
+    for (text, want) in cases {
+        assert_eq!(err(text), want, "{text}");
+    }
+    let all = errs("[cluster]\npeers = [\"ftp://x\", \"http://y:1\"]\nquorum = 5\n");
+    assert_eq!(all.len(), 2, "{all:?}");
+}

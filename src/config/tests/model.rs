@@ -375,3 +375,31 @@ fn compound_durations() {
     assert_eq!(m.server.tcp.idle_timeout, Duration::from_secs(90));
     assert_eq!(m.defaults.probe.timeout, Duration::from_millis(250));
 }
+
+#[test]
+fn cluster_defaults_to_a_majority_every_two_seconds() {
+    let m =
+        ok("[cluster]\npeers = [\"http://192.0.2.53:8053\", \"https://[2001:db8::53]:8053/\"]\n");
+    let c = m.cluster.expect("[cluster]");
+    assert_eq!(
+        c.peers,
+        ["http://192.0.2.53:8053", "https://[2001:db8::53]:8053"]
+    );
+    assert_eq!(c.quorum, 2, "a majority of three");
+    assert_eq!(c.interval, std::time::Duration::from_secs(2));
+    let m = ok(
+        "[server]\nprobe_source = \"203.0.113.53\"\n[cluster]\npeers = [\"http://a:1\", \"http://b:1\", \"http://c:1\"]\ninterval = \"500ms\"\nquorum = 1\n",
+    );
+    assert_eq!(m.server.probe_source, Some("203.0.113.53".parse().unwrap()));
+    let c = m.cluster.unwrap();
+    assert_eq!((c.quorum, c.interval.as_millis()), (1, 500));
+    assert_eq!(ok("").cluster, None);
+    assert_eq!(
+        ok("[cluster]\npeers = [\"http://a:1\", \"http://b:1\", \"http://c:1\"]\n")
+            .cluster
+            .unwrap()
+            .quorum,
+        3,
+        "a majority of four"
+    );
+}

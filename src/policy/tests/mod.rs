@@ -59,6 +59,7 @@ pub(super) fn model(when: WhenAllDown) -> Model {
             tcp: TcpLimits::default(),
             query_log: None,
             workers: None,
+            probe_source: None,
         },
         defaults: Defaults::default(),
         regions: vec![
@@ -75,6 +76,7 @@ pub(super) fn model(when: WhenAllDown) -> Model {
             when_all_down: when,
         }],
         latency: LatencyTable::default(),
+        cluster: None,
     }
 }
 
