@@ -7,8 +7,8 @@ use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use hickory_proto::op::{OpCode, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA};
-use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use hickory_server::server::Request;
 
 use crate::decide::{self, Choice, Trace};
@@ -159,10 +159,27 @@ fn fill<'s>(
             )
         };
         reply.ecs_scope = Some(choice.scope);
-        push_addresses(&step, snap, &choice, rnd, &mut reply.answers);
-        if choice.addrs.is_empty() {
-            // RFC 2308 §2.2: NODATA is NOERROR, empty answer, SOA in authority.
-            reply.authority.push(Cow::Borrowed(res.zone.negative_soa()));
+        match choice
+            .region
+            .and_then(|id| snap.model.region(id).cname.as_ref())
+        {
+            Some(target) if choice.cname => {
+                reply.answers.push(Cow::Owned(Record::from_rdata(
+                    step.owner.clone(),
+                    choice.ttl,
+                    RData::CNAME(CNAME(target.clone())),
+                )));
+                if step.qtype != RecordType::CNAME {
+                    chase(&mut reply, target, step.qtype, snap, &client, rnd);
+                }
+            }
+            _ => {
+                push_addresses(&step, &choice, rnd, &mut reply.answers);
+                if choice.addrs.is_empty() {
+                    // RFC 2308 §2.2: NODATA is NOERROR, empty answer, SOA in authority.
+                    reply.authority.push(Cow::Borrowed(res.zone.negative_soa()));
+                }
+            }
         }
         reply.choice = Some(choice);
         reply.trace = how;
@@ -170,15 +187,65 @@ fn fill<'s>(
     reply
 }
 
+/// After a CNAME region's CNAME: a target inside our zones is followed, as a static
+/// CNAME is (RFC 1034 §4.3.2): its data, its negative answer, or its own dynamic name,
+/// decided for the same client. A target elsewhere is for the resolver to chase.
+fn chase<'s>(
+    reply: &mut Reply<'s>,
+    target: &Name,
+    qtype: RecordType,
+    snap: &'s Snapshot,
+    client: &crate::policy::Client,
+    rnd: u64,
+) {
+    let mut next = Some(target.clone());
+    // A bound, as for static chains: a loop of CNAME regions ends here.
+    for _ in 0..crate::zone::MAX_CNAME_CHAIN {
+        let Some(name) = next.take() else { return };
+        let Some(res) = snap.zones.resolve(&name, qtype) else {
+            return;
+        };
+        if res.rcode == Rcode::NxDomain {
+            // RFC 6604: the RCODE describes the last name of the chain.
+            reply.rcode = ResponseCode::NXDomain;
+        }
+        let zone = res.zone;
+        reply.answers.extend(res.answers);
+        reply.authority.extend(res.authority);
+        reply.additionals.extend(res.additionals);
+        let Some(step) = res.dynamic else { return };
+        let choice = decide::decide(step.record, step.qtype, snap, client, rnd);
+        reply.ecs_scope = reply.ecs_scope.max(Some(choice.scope));
+        match choice
+            .region
+            .and_then(|id| snap.model.region(id).cname.as_ref())
+        {
+            Some(t) if choice.cname => {
+                reply.answers.push(Cow::Owned(Record::from_rdata(
+                    step.owner.clone(),
+                    choice.ttl,
+                    RData::CNAME(CNAME(t.clone())),
+                )));
+                next = Some(t.clone());
+            }
+            _ => {
+                push_addresses(&step, &choice, rnd, &mut reply.answers);
+                if choice.addrs.is_empty() {
+                    reply.authority.push(Cow::Borrowed(zone.negative_soa()));
+                }
+            }
+        }
+    }
+}
+
 /// Appends the choice's addresses, in answer order, as records of the dynamic name.
 fn push_addresses<'s>(
     step: &DynamicStep,
-    snap: &Snapshot,
     choice: &Choice,
     rnd: u64,
     out: &mut Vec<Cow<'s, Record>>,
 ) {
-    let ttl = snap.model.records[step.record.index()].ttl;
+    let ttl = choice.ttl;
     for a in choice.rotated(rnd) {
         let data = match a {
             IpAddr::V4(v4) => RData::A(A(v4)),

@@ -31,6 +31,14 @@ pub struct Choice {
     pub scope: u8,
     /// Every candidate was down and `when_all_down` applied.
     pub all_down: bool,
+    /// TTL of the answer: the record's, capped at its `fallback_ttl` when the region is
+    /// not the client's first choice because that one is down (`fallback_from`).
+    pub ttl: u32,
+    /// The client's first choice, when it is down (or drained) and another region
+    /// answers instead.
+    pub fallback_from: Option<RegionId>,
+    /// The region answers by name: a CNAME to its `cname`, no addresses.
+    pub cname: bool,
 }
 
 impl Choice {
@@ -130,6 +138,9 @@ fn decide_with<const TRACE: bool>(
         addrs: SmallVec::new(),
         scope: 0,
         all_down: false,
+        ttl: rec.ttl,
+        fallback_from: None,
+        cname: false,
     };
     for &family in families {
         let decision = match map {
@@ -146,15 +157,40 @@ fn decide_with<const TRACE: bool>(
         choice.family = family;
         choice.scope = choice.scope.max(decision.ranking.scope);
         choice.all_down = decision.all_down;
-        choice.addrs = picked_addresses(&decision, snap, family);
-        if !choice.addrs.is_empty() {
-            choice.region = match decision.pick {
-                Pick::Region(id) => Some(id),
-                Pick::All => decision.ranking.order.first().copied(),
-                Pick::Nothing => None,
-            };
+        let picked = match decision.pick {
+            Pick::Region(id) => Some(id),
+            // A name has one CNAME: with a CNAME region first, "all" answers it alone.
+            Pick::All => decision.ranking.order.first().copied(),
+            Pick::Nothing => None,
+        };
+        choice.cname = picked.is_some_and(|id| model.region(id).is_cname());
+        choice.addrs = if choice.cname {
+            SmallVec::new()
+        } else {
+            picked_addresses(&decision, snap, family)
+        };
+        if choice.cname || !choice.addrs.is_empty() {
+            choice.region = picked;
+            // The first choice was passed over for its health, not for lacking
+            // addresses of this family: a failover answer, kept short so resolvers come
+            // back soon after it recovers.
+            let first = decision.ranking.order.first().copied();
+            if let Some(first) = first.filter(|f| Some(*f) != choice.region) {
+                if policy::has_family(model.region(first), family) {
+                    choice.fallback_from = Some(first);
+                    choice.ttl = rec.ttl.min(rec.fallback_ttl);
+                }
+            }
             break;
         }
+    }
+    if !choice.cname && !matches!(qtype, RecordType::A | RecordType::AAAA | RecordType::ANY) {
+        // Another type at a name whose record may answer by CNAME: only a CNAME answers
+        // it; an address region leaves it without data.
+        choice.addrs.clear();
+        choice.region = None;
+        choice.fallback_from = None;
+        choice.ttl = rec.ttl;
     }
     choice
 }

@@ -74,11 +74,26 @@ pub fn answer(
                 &head.client(src.ip()),
                 rnd,
             );
-            let mut body = if choice.addrs.is_empty() {
+            let target = choice.region.and_then(|r| view.zones.cname_target(r));
+            let mut body = if choice.cname {
+                match target {
+                    // A target inside our zones is followed: the general path does that.
+                    Some(t) if !t.ours || q.qtype == 5 => {
+                        write_cname(&t.wire, choice.ttl, out);
+                        Body {
+                            counts: [1, 0, 0],
+                            additional_at: out.len(),
+                            ..static_body(at)
+                        }
+                    }
+                    _ => return false,
+                }
+            } else if choice.addrs.is_empty() {
                 copy(nodata, Kind::NoData, out)
             } else {
-                let ttl = view.model.records[record.index()].ttl;
-                choice.rotated(rnd).for_each(|a| write_address(a, ttl, out));
+                choice
+                    .rotated(rnd)
+                    .for_each(|a| write_address(a, choice.ttl, out));
                 Body {
                     counts: [choice.addrs.len() as u16, 0, 0],
                     additional_at: out.len(),
@@ -120,6 +135,17 @@ fn copy(t: &Template, kind: Kind, out: &mut Vec<u8>) -> Body {
         kind,
         ..static_body(at)
     }
+}
+
+/// The CNAME record of a `cname` region, owned by the question name (a pointer to offset
+/// 12), its target uncompressed.
+fn write_cname(target: &[u8], ttl: u32, out: &mut Vec<u8>) {
+    let t = ttl.to_be_bytes();
+    let len = (target.len() as u16).to_be_bytes();
+    out.extend_from_slice(&[
+        0xC0, 0x0C, 0, 5, 0, 1, t[0], t[1], t[2], t[3], len[0], len[1],
+    ]);
+    out.extend_from_slice(target);
 }
 
 /// One A or AAAA record owned by the question name (a pointer to offset 12).

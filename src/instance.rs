@@ -29,7 +29,7 @@ use tokio::task::JoinHandle;
 
 use crate::control::{Control, Overrides, ReloadError, Reloaded};
 use crate::diag::Diagnostics;
-use crate::health::{DrainError, HealthService};
+use crate::health::{DrainError, HealthService, state_file};
 use crate::model::Model;
 use crate::server::{self, Sockets};
 use crate::snapshot::Snapshot;
@@ -65,7 +65,8 @@ impl Listeners {
 /// Why a server did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The config, a zone or the GeoIP database has errors.
+    /// The config, a zone, the GeoIP database or the state file (`server.state_file`)
+    /// has errors.
     #[error("{0}")]
     Invalid(Diagnostics),
     /// An address could not be bound, or a thread not started.
@@ -94,27 +95,34 @@ impl Instance {
             .map_err(io::Error::other)?;
         let snap = overrides.applied(loaded.map_err(StartError::Invalid)?);
         let listeners = Listeners::bind(&snap.model).await?;
-        Ok(Instance::start(config.to_path_buf(), overrides, snap, listeners).await?)
+        Instance::start(config.to_path_buf(), overrides, snap, listeners).await
     }
 
     /// Starts serving `snap` (loaded from `config`, `overrides` already applied) on
-    /// `listeners`, on the current tokio runtime: runs the first round of probes (so a
-    /// region that is down now is never served), then DNS, the probers and the admin API
-    /// in the background. `config` and `overrides` are what reloads read again.
+    /// `listeners`, on the current tokio runtime: reads the drains kept in
+    /// `server.state_file` (an unreadable or malformed file is [`StartError::Invalid`]),
+    /// runs the first round of probes (so a region that is down now is never served),
+    /// then DNS, the probers and the admin API in the background. `config` and
+    /// `overrides` are what reloads read again.
     pub async fn start(
         config: PathBuf,
         overrides: Overrides,
         snap: Snapshot,
         listeners: Listeners,
-    ) -> io::Result<Instance> {
+    ) -> Result<Instance, StartError> {
         let udp = listeners.dns.udp_addrs();
         let tcp = listeners.dns.tcp_addrs();
         let admin = match &listeners.admin {
             Some(l) => Some(l.local_addr()?),
             None => None,
         };
+        let model = snap.model.clone();
+        let drained = tokio::task::spawn_blocking(move || state_file::load(&model))
+            .await
+            .map_err(io::Error::other)?
+            .map_err(|d| StartError::Invalid(d.into()))?;
         let state = snap.into_shared();
-        let health = HealthService::start(state.clone()).await;
+        let health = HealthService::start(state.clone(), drained).await;
         let control = Control::new(config, overrides, state.clone(), health.clone());
         let (stop, stopped) = watch::channel(false);
         let until_stopped = |mut rx: watch::Receiver<bool>| async move {

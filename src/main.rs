@@ -14,7 +14,7 @@ use tracing::info;
 
 use gslbd::control::{Control, Overrides};
 use gslbd::explain::remote::{self, Question};
-use gslbd::instance::{Instance, Listeners};
+use gslbd::instance::{Instance, Listeners, StartError};
 use gslbd::snapshot::Snapshot;
 
 /// gslbd: a GSLB authoritative DNS server.
@@ -148,6 +148,11 @@ fn check(config: &Path) -> ExitCode {
                 .into()),
             _ => Ok(snap),
         }
+    });
+    // What `serve` would read at start: the drains kept in `server.state_file`.
+    let loaded = loaded.and_then(|snap| match gslbd::health::state_file::load(&snap.model) {
+        Ok(_) => Ok(snap),
+        Err(e) => Err(e.into()),
     });
     match loaded {
         Ok(snap) => {
@@ -322,7 +327,17 @@ fn serve(
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let listeners = Listeners::bind(&snap.model).await?;
-        let server = Instance::start(config, overrides, snap, listeners).await?;
+        let server = match Instance::start(config, overrides, snap, listeners).await {
+            Ok(server) => server,
+            // The state file (`server.state_file`) is unreadable or malformed.
+            Err(StartError::Invalid(errors)) => {
+                for e in &errors.0 {
+                    tracing::error!("{e}");
+                }
+                return Ok(ExitCode::from(2));
+            }
+            Err(e) => return Err(e.into()),
+        };
         // Signal handlers are installed before `ready`: a signal that arrives right
         // after it must find them, not the default action (which would kill us).
         let signals = Signals::install()?;

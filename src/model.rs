@@ -76,6 +76,13 @@ pub struct Cluster {
     pub quorum: usize,
 }
 
+impl Region {
+    /// True for a region answered by name (`cname`), which serves every family.
+    pub fn is_cname(&self) -> bool {
+        self.cname.is_some()
+    }
+}
+
 impl Model {
     /// The region with this id.
     pub fn region(&self, id: RegionId) -> &Region {
@@ -115,6 +122,37 @@ pub struct Server {
     pub query_log: Option<f64>,
     /// Source address of this instance's health probes (`server.probe_source`).
     pub probe_source: Option<IpAddr>,
+    /// Where queries and responses are logged with dnstap (`server.dnstap`), when set.
+    pub dnstap: Option<Dnstap>,
+    /// Where drains are kept across restarts (`server.state_file`, absolute), when set.
+    pub state_file: Option<PathBuf>,
+}
+
+/// `server.dnstap`: a Frame Streams connection carrying dnstap messages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dnstap {
+    /// The collector.
+    pub dest: DnstapDest,
+    /// Share of queries logged, 0 < sample <= 1.
+    pub sample: f64,
+}
+
+/// Where `server.dnstap` connects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DnstapDest {
+    /// A Unix stream socket (`socket`, absolute).
+    Unix(PathBuf),
+    /// A TCP address (`tcp`).
+    Tcp(SocketAddr),
+}
+
+impl std::fmt::Display for DnstapDest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DnstapDest::Unix(p) => write!(f, "unix:{}", p.display()),
+            DnstapDest::Tcp(a) => write!(f, "tcp:{a}"),
+        }
+    }
 }
 
 /// `server.geoip` and `server.geoip_mmap`.
@@ -160,6 +198,8 @@ impl Default for TcpLimits {
 pub struct Defaults {
     /// TTL of dynamic answers, seconds.
     pub ttl: u32,
+    /// TTL cap of answers that are not the client's first choice because it is down.
+    pub fallback_ttl: u32,
     /// Probe timing used where a region's probe does not say.
     pub probe: ProbeTiming,
 }
@@ -168,6 +208,7 @@ impl Default for Defaults {
     fn default() -> Self {
         Defaults {
             ttl: 30,
+            fallback_ttl: 10,
             probe: ProbeTiming::default(),
         }
     }
@@ -206,6 +247,9 @@ pub struct Region {
     pub v4: Vec<Ipv4Addr>,
     /// IPv6 VIPs, in config order.
     pub v6: Vec<Ipv6Addr>,
+    /// Instead of addresses: the name the region is answered with, as a CNAME (cloud load
+    /// balancers, CDNs); absolute, as written.
+    pub cname: Option<hickory_proto::rr::Name>,
     /// Coordinates for the latency policy's distance estimate.
     pub location: Option<Coords>,
     /// Health probe; `None` means always up.
@@ -278,6 +322,9 @@ pub struct DynRecord {
     pub policy: Policy,
     /// TTL of answers.
     pub ttl: u32,
+    /// TTL cap of answers from a region other than the ranking's first because that one
+    /// is down or drained (`fallback_ttl`), so resolvers come back soon after it recovers.
+    pub fallback_ttl: u32,
     /// Candidate regions in order (never empty).
     pub regions: Vec<RegionId>,
     /// Behaviour when every candidate is down.

@@ -6,7 +6,8 @@
 //! A reload installs a new snapshot ([`Shared::install`]): the query counters go on as
 //! they are, the answer counters are laid out for the new config and continue the old
 //! totals by name, and the rate limiter keeps its table (a limited client stays limited)
-//! unless `server.rate_limit` itself changed. A health change only republishes the
+//! unless `server.rate_limit` itself changed; the dnstap sender follows a changed
+//! `server.dnstap` destination. A health change only republishes the
 //! snapshot ([`Shared::set_health`]). Readers take a [`View`] (two `ArcSwap` guards: no
 //! lock) per batch of datagrams or per TCP message.
 
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use arc_swap::{ArcSwap, Guard};
 use tracing::info;
 
+use crate::dnstap::Tap;
 use crate::health::Health;
 use crate::metrics::{AnswerCounters, QueryCounters};
 use crate::model::{RecordId, RegionId};
@@ -29,6 +31,8 @@ pub struct Runtime {
     pub queries: QueryCounters,
     /// What a reload may replace, swapped as one (a query loads it once).
     tables: ArcSwap<Tables>,
+    /// The dnstap sender (`server.dnstap`): its queue and counters outlive reloads.
+    pub dnstap: Tap,
 }
 
 /// The runtime's parts that follow the config: answer counters laid out for it, and the
@@ -71,7 +75,9 @@ impl Shared {
                 answers: Arc::new(AnswerCounters::new(snap.model.clone())),
                 rrl: limiter(&snap),
             }),
+            dnstap: Tap::default(),
         };
+        runtime.dnstap.configure(snap.model.server.dnstap.as_ref());
         Shared(Arc::new(Inner {
             snapshot: ArcSwap::from_pointee(snap),
             runtime,
@@ -129,6 +135,7 @@ impl Shared {
             limiter(&snap)
         };
         drop(cur);
+        rt.dnstap.configure(snap.model.server.dnstap.as_ref());
         rt.tables.store(Arc::new(Tables { answers, rrl }));
         self.0.snapshot.store(Arc::new(snap));
     }
@@ -174,6 +181,11 @@ impl View<'_> {
     /// The query counters.
     pub fn queries(&self) -> &QueryCounters {
         &self.runtime.queries
+    }
+
+    /// The dnstap sender (it sends only while `server.dnstap` is set).
+    pub fn dnstap(&self) -> &Tap {
+        &self.runtime.dnstap
     }
 
     /// Counts an answer of `record` from `region` (`None`: no address).

@@ -4,18 +4,24 @@
 //! (`answer_datagram`) without touching the heap. Counted by a global allocator that
 //! counts per thread (so other tests running in parallel do not disturb it).
 //!
+//! The same with dnstap configured and no collector: exchanges are queued, then dropped
+//! and counted, without allocating either.
+//!
 //! Its own test binary: a counting allocator is global to the binary.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
+use std::sync::Arc;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_proto::rr::{Name, RecordType};
 
+use gslbd::Shared;
 use gslbd::geo::GeoDb;
+use gslbd::model::{Dnstap, DnstapDest};
 use gslbd::server::answer_datagram;
 use gslbd::snapshot::Snapshot;
 
@@ -124,7 +130,39 @@ fn example() -> Snapshot {
 
 #[test]
 fn the_everyday_udp_path_does_not_allocate() {
-    let shared = example().into_shared();
+    assert_no_allocations(&example().into_shared(), 1);
+}
+
+#[test]
+fn with_dnstap_and_no_collector_the_udp_path_does_not_allocate() {
+    // Every exchange is copied into the dnstap queue until it is full (nothing drains
+    // it: the writer cannot connect), then dropped and counted: neither allocates.
+    let dir = tempfile::tempdir().unwrap();
+    let snap = example();
+    let mut model = (*snap.model).clone();
+    model.server.dnstap = Some(Dnstap {
+        dest: DnstapDest::Unix(dir.path().join("nobody.sock")),
+        sample: 1.0,
+    });
+    let shared = Snapshot {
+        model: Arc::new(model),
+        ..snap
+    }
+    .into_shared();
+    // Enough rounds to fill the queue (1032 exchanges) and go on past it.
+    let per_round = (workload().len() * 2) as u64;
+    let rounds = 1032 / per_round + 2;
+    assert_no_allocations(&shared, rounds);
+    let tap = &shared.runtime().dnstap;
+    assert_eq!(tap.sent(), 0);
+    // The warm-up round and `rounds` more, two events each, less what the queue holds.
+    let events = 2 * (per_round * (rounds + 1) - 1032);
+    assert_eq!(tap.dropped(), events);
+}
+
+/// Answers the workload from IPv4 and IPv6 (once to warm up, then `rounds` times),
+/// asserting that no answer allocates and that each is as expected.
+fn assert_no_allocations(shared: &Shared, rounds: u64) {
     let work = workload();
     let sources: [SocketAddr; 2] = [
         "127.0.0.1:40000".parse().unwrap(),
@@ -134,12 +172,12 @@ fn the_everyday_udp_path_does_not_allocate() {
     // Warm up: thread-local caches (GeoIP decode cache, arc-swap's debt list) fill once.
     for (_, msg) in &work {
         for src in sources {
-            answer_datagram(msg, src, &shared, &mut out);
+            answer_datagram(msg, src, shared, &mut out);
         }
     }
-    for (what, msg) in &work {
+    for (what, msg) in (0..rounds).flat_map(|_| &work) {
         for src in sources {
-            let n = allocations(|| answer_datagram(msg, src, &shared, &mut out));
+            let n = allocations(|| answer_datagram(msg, src, shared, &mut out));
             assert_eq!(n, 0, "{what} from {src}: {n} allocations");
             // And it was answered, as expected.
             let reply = Message::from_vec(&out).unwrap();

@@ -254,6 +254,8 @@ impl Api {
                         let status = match e {
                             DrainError::UnknownRegion(_) => StatusCode::NOT_FOUND,
                             DrainError::Stopped(_) => StatusCode::SERVICE_UNAVAILABLE,
+                            // Applied in memory, but not written to server.state_file.
+                            DrainError::NotSaved { .. } => StatusCode::INTERNAL_SERVER_ERROR,
                         };
                         error(status, e.to_string())
                     }

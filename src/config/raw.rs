@@ -102,6 +102,17 @@ pub(crate) struct RawServer {
     pub(crate) query_log: Option<RawQueryLog>,
     pub(crate) workers: Option<Int>,
     pub(crate) probe_source: Option<Str>,
+    pub(crate) dnstap: Option<Spanned<RawDnstap>>,
+    pub(crate) state_file: Option<Str>,
+}
+
+/// `server.dnstap`: exactly one of `socket` and `tcp`, checked by validation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDnstap {
+    pub(crate) socket: Option<Str>,
+    pub(crate) tcp: Option<Str>,
+    pub(crate) sample: Option<Spanned<f64>>,
 }
 
 /// `server.query_log`.
@@ -133,6 +144,7 @@ pub(crate) struct RawTcp {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawDefaults {
     pub(crate) ttl: Option<Int>,
+    pub(crate) fallback_ttl: Option<Int>,
     #[serde(default)]
     pub(crate) probe: RawTiming,
 }
@@ -152,6 +164,7 @@ pub(crate) struct RawTiming {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRegion {
     pub(crate) addresses: Option<StrList>,
+    pub(crate) cname: Option<Str>,
     pub(crate) location: Option<Spanned<RawLocation>>,
     pub(crate) probe: Option<Spanned<RawProbe>>,
 }
@@ -188,6 +201,7 @@ pub(crate) struct RawProbe {
 pub(crate) struct RawRecord {
     pub(crate) policy: Option<Str>,
     pub(crate) ttl: Option<Int>,
+    pub(crate) fallback_ttl: Option<Int>,
     pub(crate) regions: Option<StrList>,
     pub(crate) when_all_down: Option<Str>,
     pub(crate) geo: Option<Spanned<RawGeo>>,

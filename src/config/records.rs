@@ -73,6 +73,10 @@ fn one(
         Some(t) => ttl_value(cx, t, &join(key, "ttl")),
         None => Some(defaults.ttl),
     };
+    let fallback_ttl = match &raw.fallback_ttl {
+        Some(t) => ttl_value(cx, t, &join(key, "fallback_ttl")),
+        None => Some(defaults.fallback_ttl),
+    };
     let when_all_down = match &raw.when_all_down {
         None => Some(WhenAllDown::default()),
         Some(w) => when_all_down(cx, w, &join(key, "when_all_down")),
@@ -171,6 +175,7 @@ fn one(
         pos: Pos::default(),
         policy,
         ttl: ttl?,
+        fallback_ttl: fallback_ttl?,
         regions,
         when_all_down: when_all_down?,
     })

@@ -3,11 +3,13 @@
 use std::net::IpAddr;
 use std::ops::Range;
 
+use hickory_proto::rr::Name;
+
 use toml::Spanned;
 
 use super::check::{Ctx, RegionNames};
 use super::keypath::join;
-use super::raw::{Entries, RawLocation, RawProbe, RawRegion};
+use super::raw::{Entries, RawLocation, RawProbe, RawRegion, Str};
 use super::syntax;
 use crate::model::{Coords, Defaults, Probe, ProbeTarget, Region};
 
@@ -53,15 +55,20 @@ fn one(
         name: name.to_owned(),
         v4: Vec::new(),
         v6: Vec::new(),
+        cname: None,
         location: None,
         probe: None,
     };
     let akey = join(key, "addresses");
+    if let Some(c) = &raw.cname {
+        region.cname = cname(cx, c, &join(key, "cname"), raw.addresses.is_some());
+    }
     match &raw.addresses {
+        None if raw.cname.is_some() => {}
         None => cx.error(
             span,
             key,
-            "missing key \"addresses\": a region needs at least one address",
+            "missing key \"addresses\" (or \"cname\"): a region needs at least one address, or a name to answer with",
         ),
         Some(list) if list.get_ref().is_empty() => {
             cx.error(&list.span(), &akey, "must list at least one address");
@@ -95,8 +102,45 @@ fn one(
     if let Some(p) = &raw.probe {
         let count = region.v4.len() + region.v6.len();
         region.probe = probe(cx, p, &join(key, "probe"), defaults, count);
+        let templated = [&p.get_ref().url, &p.get_ref().tcp]
+            .into_iter()
+            .flatten()
+            .any(|t| t.get_ref().contains("{address}"));
+        if region.cname.is_some() && templated {
+            let msg = "a cname region has no addresses to probe one by one: probe the name \
+                       (or its load balancer's health endpoint) instead of {address}";
+            cx.error(&p.span(), &join(key, "probe"), msg);
+        }
     }
     region
+}
+
+/// `cname`: an absolute DNS name, and no `addresses` beside it.
+fn cname(cx: &mut Ctx<'_>, raw: &Str, key: &str, with_addresses: bool) -> Option<Name> {
+    if with_addresses {
+        let msg = "a region is answered either by its addresses or by a cname, not both";
+        cx.error(&raw.span(), key, msg);
+        return None;
+    }
+    let text = raw.get_ref();
+    match Name::from_ascii(text) {
+        Ok(n) if n.is_fqdn() && !n.is_root() && text.ends_with('.') => Some(n),
+        Ok(_) => {
+            let msg = format!(
+                "\"{text}\" must be an absolute name ending in a dot, e.g. \"eu-west-1.lb.cloud.example.\""
+            );
+            cx.error(&raw.span(), key, msg);
+            None
+        }
+        Err(e) => {
+            cx.error(
+                &raw.span(),
+                key,
+                format!("\"{text}\" is not a valid DNS name: {e}"),
+            );
+            None
+        }
+    }
 }
 
 fn location(cx: &mut Ctx<'_>, raw: &RawLocation, key: &str) -> Option<Coords> {

@@ -5,8 +5,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::check::Ctx;
-use super::raw::{RawCluster, RawDefaults, RawServer, Str};
-use crate::model::{Cluster, Defaults, GeoIp, ProbeTiming, RateLimit, Server, TcpLimits};
+use super::raw::{RawCluster, RawDefaults, RawDnstap, RawServer, Str};
+use crate::model::{
+    Cluster, Defaults, Dnstap, DnstapDest, GeoIp, ProbeTiming, RateLimit, Server, TcpLimits,
+};
 
 /// The DNS listen address when `server.listen` is omitted.
 const DEFAULT_LISTEN: &str = "127.0.0.1:5353";
@@ -119,9 +121,16 @@ pub(crate) fn server(cx: &mut Ctx<'_>, raw: &RawServer, base: &Path) -> Server {
         }
         parsed.ok()
     });
+    let state_file = raw
+        .state_file
+        .as_ref()
+        .map(|f| path(cx, f, "server.state_file", base));
+    let dnstap = raw.dnstap.as_ref().and_then(|d| dnstap(cx, d, base));
     Server {
         workers,
         probe_source,
+        dnstap,
+        state_file,
         listen,
         admin,
         admin_token,
@@ -131,6 +140,59 @@ pub(crate) fn server(cx: &mut Ctx<'_>, raw: &RawServer, base: &Path) -> Server {
         tcp,
         query_log,
     }
+}
+
+/// `server.dnstap`: exactly one destination (`socket`, a Unix socket path, or `tcp`, an
+/// ip:port address) and the share of queries logged.
+fn dnstap(cx: &mut Ctx<'_>, raw: &toml::Spanned<RawDnstap>, base: &Path) -> Option<Dnstap> {
+    let span = raw.span();
+    let raw = raw.get_ref();
+    let dest = match (&raw.socket, &raw.tcp) {
+        (Some(s), None) => {
+            let p = path(cx, s, "server.dnstap.socket", base);
+            // sun_path holds 108 bytes with the terminating NUL (Linux).
+            let len = p.as_os_str().len();
+            if len > 107 {
+                let msg = format!(
+                    "\"{}\" is {len} bytes long: a Unix socket path must be at most 107",
+                    p.display()
+                );
+                cx.error(&s.span(), "server.dnstap.socket", msg);
+                return None;
+            }
+            Some(DnstapDest::Unix(p))
+        }
+        (None, Some(t)) => socket_addr(cx, t, "server.dnstap.tcp").map(DnstapDest::Tcp),
+        (Some(_), Some(t)) => {
+            let msg = "give either socket or tcp, not both";
+            cx.error(&t.span(), "server.dnstap.tcp", msg);
+            None
+        }
+        (None, None) => {
+            let msg = "missing a destination: socket = \"/run/gslbd/dnstap.sock\" or tcp = \"127.0.0.1:6000\"";
+            cx.error(&span, "server.dnstap", msg);
+            None
+        }
+    };
+    let sample = match &raw.sample {
+        None => Some(1.0),
+        Some(s) => {
+            let v = *s.get_ref();
+            if v.is_finite() && v > 0.0 && v <= 1.0 {
+                Some(v)
+            } else {
+                let msg = format!(
+                    "{v} is not a share of queries: expected a number in (0, 1], e.g. 0.1 for 10 %"
+                );
+                cx.error(&s.span(), "server.dnstap.sample", msg);
+                None
+            }
+        }
+    };
+    Some(Dnstap {
+        dest: dest?,
+        sample: sample?,
+    })
 }
 
 /// How often peers' views are pulled when `cluster.interval` is omitted.
@@ -236,6 +298,9 @@ pub(crate) fn defaults(cx: &mut Ctx<'_>, raw: &RawDefaults) -> Defaults {
     let mut d = Defaults::default();
     if let Some(ttl) = &raw.ttl {
         d.ttl = ttl_value(cx, ttl, "defaults.ttl").unwrap_or(d.ttl);
+    }
+    if let Some(ttl) = &raw.fallback_ttl {
+        d.fallback_ttl = ttl_value(cx, ttl, "defaults.fallback_ttl").unwrap_or(d.fallback_ttl);
     }
     let p = &raw.probe;
     d.probe = cx.timing(

@@ -24,8 +24,11 @@ pub struct RegionReport {
     pub drained: bool,
     /// The live RTT penalty used by the latency policy, ms.
     pub rtt_penalty_ms: f64,
-    /// Its addresses and whether each is served.
+    /// Its addresses and whether each is served (none for a `cname` region).
     pub addresses: Vec<AddressReport>,
+    /// The name it is answered with, for a `cname` region.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cname: Option<String>,
     /// Its probe targets (none when the region has no probe).
     pub targets: Vec<TargetReport>,
 }
@@ -161,6 +164,7 @@ pub(super) fn regions(snap: &Snapshot, monitor: Option<&Monitor>) -> Vec<RegionR
                 drained: h.drained,
                 rtt_penalty_ms: h.rtt_penalty_ms,
                 addresses,
+                cname: region.cname.as_ref().map(ToString::to_string),
                 targets,
             }
         })

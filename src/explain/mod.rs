@@ -64,6 +64,13 @@ pub struct DynamicExplanation {
     pub policy: String,
     /// TTL of its answers.
     pub ttl: u32,
+    /// TTL of this answer: `ttl`, or `fallback_ttl` when that is lower and the answer
+    /// is not the client's first choice because that one is down.
+    #[serde(default)]
+    pub answer_ttl: u32,
+    /// Why `answer_ttl` is not `ttl`, when it is not.
+    #[serde(default)]
+    pub ttl_reason: Option<String>,
     /// `when_all_down`.
     pub when_all_down: String,
     /// The address the decision was made for (ECS subnet address, or source).
@@ -183,15 +190,28 @@ fn dynamic(snap: &Snapshot, c: &Choice, t: &Trace) -> DynamicExplanation {
             score: score(rec, t, id),
         })
         .collect();
-    let pick = match t.decision.pick {
-        Pick::Region(id) => name(id),
-        Pick::All => "every candidate (when_all_down = \"all\")".into(),
-        Pick::Nothing => "nothing (no usable region has addresses of this family)".into(),
+    let pick = match (t.decision.pick, c.region.filter(|_| c.cname)) {
+        (_, Some(id)) => match &model.region(id).cname {
+            Some(target) => format!("{} (CNAME {target})", name(id)),
+            None => name(id),
+        },
+        (Pick::Region(id), None) => name(id),
+        (Pick::All, None) => "every candidate (when_all_down = \"all\")".into(),
+        (Pick::Nothing, None) => "nothing (no usable region has addresses of this family)".into(),
     };
     DynamicExplanation {
         record: rec.name.clone(),
         policy: rec.policy.name().into(),
         ttl: rec.ttl,
+        answer_ttl: c.ttl,
+        ttl_reason: c.fallback_from.filter(|_| c.ttl != rec.ttl).map(|first| {
+            format!(
+                "fallback_ttl {}: {}, the first choice, is down or drained (the record's ttl is {})",
+                rec.fallback_ttl,
+                name(first),
+                rec.ttl
+            )
+        }),
         when_all_down: format!("{:?}", rec.when_all_down).to_lowercase(),
         decided_for: match t.client.source_prefix {
             Some(p) => format!("{}/{p} (EDNS Client Subnet)", t.client.addr),
@@ -366,7 +386,10 @@ impl fmt::Display for Explanation {
             }
         }
         if let Some(d) = &self.dynamic {
-            row(f, "ttl", &d.ttl.to_string())?;
+            match &d.ttl_reason {
+                Some(why) => row(f, "ttl", &format!("{} ({why})", d.answer_ttl))?,
+                None => row(f, "ttl", &d.ttl.to_string())?,
+            }
         }
         match (self.ecs_scope, &self.subnet) {
             (Some(s), Some(sent)) => {

@@ -62,7 +62,9 @@ fn healths(snap: &Snapshot) -> Vec<Arc<Health>> {
     v.push(with(&|i| {
         let r = &snap.model.region(RegionId(i as u16));
         let mut addr_up = vec![true; r.v4.len() + r.v6.len()];
-        addr_up[0] = false;
+        if let Some(first) = addr_up.first_mut() {
+            *first = false;
+        }
         RegionHealth {
             addr_up,
             ..RegionHealth::default()
@@ -340,6 +342,45 @@ fn test_zone_fast_replies_equal_general_replies() {
         "a.b.missing.gslb.test",
     ];
     compare(&snap, &names, &TYPES, (145_152, 207_360));
+}
+
+#[test]
+fn cname_regions_fast_replies_equal_general_replies() {
+    let dir = tempfile::tempdir().unwrap();
+    let zones = dir.path().join("zones");
+    std::fs::create_dir(&zones).unwrap();
+    std::fs::write(
+        zones.join("gslb.test.zone"),
+        include_str!("../../tests/fixtures/it/gslb.test.zone"),
+    )
+    .unwrap();
+    let config = format!(
+        "{}\n[regions.cloud]\ncname = \"eu-west-1.lb.CLOUD.example.\"\n\
+         [regions.local]\ncname = \"static.gslb.test.\"\n\
+         [records.\"lb.gslb.test\"]\npolicy = \"failover\"\nregions = [\"cloud\", \"us-east\"]\n\
+         [records.\"inner.gslb.test\"]\npolicy = \"failover\"\nregions = [\"local\", \"us-east\"]\n\
+         [records.\"all.gslb.test\"]\npolicy = \"failover\"\nregions = [\"cloud\", \"us-east\"]\n\
+         when_all_down = \"all\"\n",
+        include_str!("../../tests/fixtures/it/gslb.toml")
+    );
+    let path = dir.path().join("gslb.toml");
+    std::fs::write(&path, config).unwrap();
+    let snap = Snapshot::load(&path).expect("cname deployment loads");
+    let names = [
+        "lb.gslb.test",
+        "inner.gslb.test",
+        "all.gslb.test",
+        "www.gslb.test",
+    ];
+    let types = [
+        RecordType::A,
+        RecordType::AAAA,
+        RecordType::TXT,
+        RecordType::CNAME,
+        RecordType::MX,
+    ];
+    // With the health variants, cloud and local are up, down, or every region is down.
+    compare(&snap, &names, &types, (25_344, 30_720));
 }
 
 #[path = "../../tests/support/everyday.rs"]

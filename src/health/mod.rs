@@ -15,6 +15,7 @@ pub mod monitor;
 pub mod probe;
 pub mod service;
 pub mod state;
+pub mod state_file;
 pub mod votes;
 
 use crate::model::{Model, Region, RegionId};
@@ -50,6 +51,22 @@ pub enum DrainError {
     /// The health owner is gone.
     #[error(transparent)]
     Stopped(#[from] HealthStopped),
+    /// The drain or undrain applies in memory, but `server.state_file` could not be
+    /// written: it would not survive a restart.
+    #[error(
+        "region {region} is {} in memory, but it will not survive a restart: {error}",
+        if *drained { "drained" } else { "undrained" }
+    )]
+    NotSaved {
+        /// The region.
+        region: String,
+        /// Drained (true) or undrained.
+        drained: bool,
+        /// Whether the state in memory changed.
+        changed: bool,
+        /// The file and why it could not be written.
+        error: state_file::WriteError,
+    },
 }
 
 /// The health of every region, indexed by [`RegionId`].
@@ -115,6 +132,9 @@ impl Health {
     pub fn serves(&self, region: &Region, id: RegionId, family: Family) -> bool {
         if !self.usable(id) {
             return false;
+        }
+        if region.is_cname() {
+            return true;
         }
         let (start, len) = match family {
             Family::V4 => (0, region.v4.len()),

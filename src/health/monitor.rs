@@ -207,6 +207,15 @@ impl Monitor {
         self.drained.get(id.index()).copied().unwrap_or(false)
     }
 
+    /// The names of the drained regions, in config order (what `server.state_file` keeps).
+    pub fn drained_names(&self) -> Vec<String> {
+        let drained = self.model.regions.iter().zip(&self.drained);
+        drained
+            .filter(|(_, d)| **d)
+            .map(|(r, _)| r.name.clone())
+            .collect()
+    }
+
     /// Takes over the state of every target that `old` also probes, and the drains of
     /// regions of the same name: a reload must not forget what probes have learnt, nor
     /// undo an operator's drain.

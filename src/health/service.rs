@@ -7,6 +7,8 @@
 //! run at once; a hanging endpoint is cut by its own timeout and delays nothing else.
 //! Results, drains and reloads reach the single owner over a channel; it applies them,
 //! coalesces bursts, and publishes a new snapshot only when an answer would change.
+//! With `server.state_file`, the drains read at start are applied before the first
+//! publish, and every drain or undrain is written to the file before it is answered.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -16,12 +18,13 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use super::probe::Prober;
 use super::state::Outcome;
+use super::state_file::{self, WriteError};
 use super::votes::View;
-use super::{DrainError, HealthStopped, Monitor, UnknownRegion};
+use super::{DrainError, HealthStopped, Monitor};
 use crate::runtime::Shared;
 use crate::snapshot::Snapshot;
 
@@ -38,7 +41,7 @@ enum Event {
     Drain {
         region: String,
         drained: bool,
-        reply: oneshot::Sender<Result<bool, UnknownRegion>>,
+        reply: oneshot::Sender<Result<bool, DrainError>>,
     },
     Reload {
         snapshot: Snapshot,
@@ -68,13 +71,15 @@ impl std::fmt::Debug for Event {
 }
 
 impl HealthService {
-    /// Probes every target once, publishes the health found, then starts the probers and
-    /// the owner task in the background.
-    pub async fn start(state: Shared) -> HealthService {
+    /// Drains the regions named in `drained` (read from `server.state_file`), probes
+    /// every target once, publishes the health found, then starts the probers and the
+    /// owner task in the background.
+    pub async fn start(state: Shared, drained: Vec<String>) -> HealthService {
         // reqwest is built without a default TLS provider: install ring once.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let snap = state.snapshot();
         let mut monitor = Monitor::new(snap.model.clone());
+        restore(&mut monitor, &drained);
         let sem = Arc::new(Semaphore::new(MAX_CONCURRENT_PROBES));
         let probers = build_probers(&monitor, snap.model.server.probe_source);
         cold_start(&mut monitor, &probers, &sem).await;
@@ -85,8 +90,10 @@ impl HealthService {
         service
     }
 
-    /// Drains (takes out of every answer) or undrains a region by name. `Ok(changed)`;
-    /// `Err` names the unknown region.
+    /// Drains (takes out of every answer) or undrains a region by name, and writes the
+    /// drains to `server.state_file` when it is set. `Ok(changed)`; `Err` names the
+    /// unknown region, or the state file that could not be written (the change applies
+    /// in memory all the same).
     pub async fn drain(&self, region: &str, drained: bool) -> Result<bool, DrainError> {
         let (reply, rx) = oneshot::channel();
         let ev = Event::Drain {
@@ -95,7 +102,7 @@ impl HealthService {
             reply,
         };
         self.tx.send(ev).await.map_err(|_| HealthStopped)?;
-        Ok(rx.await.map_err(|_| HealthStopped)??)
+        rx.await.map_err(|_| HealthStopped)?
     }
 
     /// Switches to a newly loaded snapshot (config, zones, GeoIP), keeping the state of
@@ -218,11 +225,27 @@ async fn owner(
                     drained,
                     reply,
                 } => {
-                    drain_replies.push((reply, monitor.set_drained(&region, drained)));
+                    let result = monitor.set_drained(&region, drained);
+                    drain_replies.push((reply, region, drained, result));
                 }
                 Event::Reload { snapshot, reply } => {
                     let mut next = Monitor::new(snapshot.model.clone());
                     next.carry_over(&monitor);
+                    let file = |m: &Monitor| m.model().server.state_file.clone();
+                    let moved = file(&next) != file(&monitor);
+                    if moved || next.drained_names() != monitor.drained_names() {
+                        match file(&next) {
+                            Some(path) if moved => {
+                                info!("drains are now kept in {}", path.display());
+                            }
+                            None if moved => info!(
+                                "server.state_file removed: drains are no longer kept across restarts"
+                            ),
+                            _ => {}
+                        }
+                        // A failure is logged; the next drain reports it to its caller.
+                        let _ = save(&next).await;
+                    }
                     monitor = next;
                     tasks.abort_all();
                     generation += 1;
@@ -241,8 +264,20 @@ async fn owner(
                 }
             }
         }
+        // Written before the callers hear back: an answered drain survives a restart.
+        let any = drain_replies.iter().any(|(_, _, _, r)| r.is_ok());
+        let saved = if any { save(&monitor).await } else { Ok(()) };
         publish(&state, &monitor, None);
-        for (reply, result) in drain_replies {
+        for (reply, region, drained, result) in drain_replies {
+            let result = match (result, &saved) {
+                (Ok(changed), Err(error)) => Err(DrainError::NotSaved {
+                    region,
+                    drained,
+                    changed,
+                    error: error.clone(),
+                }),
+                (result, _) => result.map_err(DrainError::from),
+            };
             let _ = reply.send(result);
         }
     }
@@ -289,6 +324,58 @@ fn spawn_probers(
         });
     }
     tasks
+}
+
+/// Drains the regions named in the state file (`drained`) before anything is
+/// published; names the config no longer defines are warned about once and ignored
+/// (the next write of the file drops them).
+fn restore(monitor: &mut Monitor, drained: &[String]) {
+    let Some(file) = monitor.model().server.state_file.clone() else {
+        return;
+    };
+    let mut unknown = Vec::new();
+    for name in drained {
+        if monitor.set_drained(name, true).is_err() && !unknown.contains(name) {
+            unknown.push(name.clone());
+        }
+    }
+    if !unknown.is_empty() {
+        warn!(
+            "state file {}: drained region(s) {} no longer in the config: ignored, and dropped from the file at its next write",
+            file.display(),
+            unknown.join(", ")
+        );
+    }
+    let restored = monitor.drained_names();
+    if !restored.is_empty() {
+        info!(
+            "state file {}: kept drained: {}",
+            file.display(),
+            restored.join(", ")
+        );
+    }
+}
+
+/// Writes the monitor's drains to `server.state_file`, when it is set, off the async
+/// threads; a failure is logged here (with the file and the cause) and returned.
+async fn save(monitor: &Monitor) -> Result<(), WriteError> {
+    let Some(path) = monitor.model().server.state_file.clone() else {
+        return Ok(());
+    };
+    let drained = monitor.drained_names();
+    let file = path.clone();
+    let result = tokio::task::spawn_blocking(move || state_file::write(&path, &drained))
+        .await
+        .unwrap_or_else(|e| {
+            Err(WriteError {
+                file,
+                cause: format!("the writing task failed: {e}"),
+            })
+        });
+    if let Err(e) = &result {
+        error!("{e}: drains apply in memory but will not survive a restart");
+    }
+    result
 }
 
 /// A random offset in [0, interval), so targets do not all probe at the same instant.

@@ -51,6 +51,7 @@ pub fn exposition(snap: &Snapshot, rt: &Runtime, monitor: Option<&Monitor>) -> S
             rrl.slipped()
         );
     }
+    rt.dnstap.render(&mut out);
     family(
         &mut out,
         "gslbd_region_up",

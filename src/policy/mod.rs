@@ -281,6 +281,10 @@ fn cidr_scope<'n>(client: IpAddr, nets: impl Iterator<Item = &'n IpNet>, base: u
 
 /// True when the region has at least one address of the family.
 pub fn has_family(region: &Region, family: Family) -> bool {
+    if region.is_cname() {
+        // Answered by name: a CNAME serves A and AAAA queries alike.
+        return true;
+    }
     match family {
         Family::V4 => !region.v4.is_empty(),
         Family::V6 => !region.v6.is_empty(),

@@ -30,10 +30,12 @@ use crate::snapshot::Snapshot;
 
 /// How long a stop waits for TCP connections to finish their answers.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// How long a stop waits for dnstap's collector to take the rest of the stream.
+const DNSTAP_GRACE: Duration = Duration::from_secs(3);
 
 /// Serves DNS on the bound sockets from the shared snapshot until `shutdown` completes;
-/// then stops accepting, lets TCP answers in flight finish (at most a few seconds) and
-/// returns.
+/// then stops accepting, lets TCP answers in flight finish (at most a few seconds),
+/// finishes the dnstap stream (when `server.dnstap` is set) and returns.
 pub async fn run(
     sockets: Sockets,
     state: Shared,
@@ -58,11 +60,13 @@ pub async fn run(
         info!("closing TCP connections still open after {SHUTDOWN_GRACE:?}");
         tcp_tasks.abort_all();
     }
-    // UDP workers notice the flag within their receive timeout.
+    // UDP workers notice the flag within their receive timeout. Then, with no query
+    // left to log, dnstap writes what is queued and finishes its stream.
     tokio::task::spawn_blocking(move || {
         for w in workers {
             let _ = w.join();
         }
+        state.runtime().dnstap.finish(DNSTAP_GRACE);
     })
     .await
     .map_err(io::Error::other)
@@ -85,13 +89,18 @@ pub(crate) fn answer_from(
     out: &mut Vec<u8>,
 ) {
     let rnd = rnd();
+    // Every exchange of both paths passes here, with its request bytes and its reply as
+    // sent (empty when there is none): the one place dnstap needs.
+    let tapped = crate::dnstap::begin(view, self::rnd);
     // A query picked for the query log is answered by the general path, which has the
     // decoded request to write out; the others may take the fast path.
     let log = sampled(view);
-    if !log && crate::fast::answer(msg, src, view, tcp, rnd, now_ms, out) {
-        return;
+    if log || !crate::fast::answer(msg, src, view, tcp, rnd, now_ms, out) {
+        crate::general::answer(msg, src, view, tcp, rnd, log, now_ms, out);
     }
-    crate::general::answer(msg, src, view, tcp, rnd, log, now_ms, out);
+    if let Some(t) = tapped {
+        t.end(msg, src, tcp, out);
+    }
 }
 
 /// True for the share `server.query_log.sample` of queries.

@@ -17,11 +17,11 @@ use std::collections::HashMap;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use crate::diag::{Diagnostic, Diagnostics};
-use crate::model::{Model, RecordId};
+use crate::model::{Model, RecordId, RegionId};
 use file::ZoneFile;
 
 /// How many CNAMEs one answer follows before it stops (a loop or an absurd chain).
-const MAX_CNAME_CHAIN: usize = 12;
+pub const MAX_CNAME_CHAIN: usize = 12;
 
 /// All zones, ready for lookups.
 #[derive(Debug, Default)]
@@ -29,6 +29,17 @@ pub struct Zones {
     zones: Vec<Zone>,
     /// Prebuilt wire answers for the fast path.
     wire: wire::WireIndex,
+    /// Per region (by id), its `cname` target for the fast path to write.
+    cnames: Vec<Option<CnameTarget>>,
+}
+
+/// A `cname` region's target, ready to be written into a reply.
+#[derive(Debug)]
+pub struct CnameTarget {
+    /// The name in wire format, letter case as written, uncompressed.
+    pub wire: Box<[u8]>,
+    /// Inside one of our zones: the answer follows it, which the general path does.
+    pub ours: bool,
 }
 
 /// One zone: its apex, SOA and every node below.
@@ -50,6 +61,9 @@ pub struct Zone {
 struct Node {
     rrsets: Vec<(RecordType, Vec<Record>)>,
     dynamic: Option<RecordId>,
+    /// The dynamic record may answer by CNAME (a candidate region has `cname`): it then
+    /// answers every type, as a CNAME owner does (RFC 1034 §3.6.2).
+    any_type: bool,
     /// NS records below the apex: a zone cut, data here and below is not ours.
     cut: bool,
 }
@@ -152,6 +166,18 @@ impl Zones {
                 )));
                 continue;
             }
+            let may_cname = rec.regions.iter().any(|r| model.region(*r).is_cname());
+            if let (true, Some(node)) = (may_cname, zone.nodes.get(&name)) {
+                // RFC 1034 §3.6.2, RFC 2181 §10.1: a CNAME owner has no other data.
+                if let Some((t, _)) = node.rrsets.first() {
+                    errors.push(at(format!(
+                        "clashes with the static {t} record at {} in zone {}: a dynamic name \
+                         whose regions include a cname region answers every type with that \
+                         CNAME, so it must have no static data",
+                        rec.name, zone.apex
+                    )));
+                }
+            }
             if let Some(node) = zone.nodes.get(&name) {
                 for t in [RecordType::A, RecordType::AAAA, RecordType::CNAME] {
                     if node.rrset(t).is_some() {
@@ -163,10 +189,38 @@ impl Zones {
                     }
                 }
             }
-            zone.insert_node(&name).dynamic = Some(RecordId(i as u32));
+            let node = zone.insert_node(&name);
+            node.dynamic = Some(RecordId(i as u32));
+            node.any_type = may_cname;
         }
         let wire = wire::WireIndex::build(&zones);
-        errors.into_result(Zones { zones, wire })
+        let cnames = model
+            .regions
+            .iter()
+            .map(|r| {
+                let target = r.cname.as_ref()?;
+                let mut wire = Vec::with_capacity(target.len() + 2);
+                for label in target.iter() {
+                    wire.push(label.len() as u8);
+                    wire.extend_from_slice(label);
+                }
+                wire.push(0);
+                Some(CnameTarget {
+                    wire: wire.into_boxed_slice(),
+                    ours: best_zone(&zones, target).is_some(),
+                })
+            })
+            .collect();
+        errors.into_result(Zones {
+            zones,
+            wire,
+            cnames,
+        })
+    }
+
+    /// The `cname` target of a region, for the fast path.
+    pub fn cname_target(&self, region: RegionId) -> Option<&CnameTarget> {
+        self.cnames.get(region.index())?.as_ref()
     }
 
     /// The prebuilt wire answers (see [`wire`]).
@@ -380,7 +434,7 @@ impl Zone {
             return Step::Data(set);
         }
         if let Some(id) = node.dynamic {
-            if matches!(qtype, RecordType::A | RecordType::AAAA) {
+            if node.any_type || matches!(qtype, RecordType::A | RecordType::AAAA) {
                 return Step::Dynamic(id);
             }
         }

@@ -60,6 +60,8 @@ enum Entry {
         wildcard_below: bool,
         /// The dynamic record answering A and AAAA here.
         dynamic: Option<RecordId>,
+        /// The record may answer by CNAME: it answers every type.
+        any_type: bool,
         /// Static answers by type.
         rrsets: Box<[(u16, Template)]>,
         /// NOERROR, no answer, SOA in authority.
@@ -107,13 +109,15 @@ impl WireIndex {
                 Entry::General => Lookup::General,
                 Entry::Plain {
                     dynamic,
+                    any_type,
                     rrsets,
                     nodata,
                     ..
                 } => {
                     if let Some((_, t)) = rrsets.iter().find(|(t, _)| *t == qtype) {
                         Lookup::Static(t)
-                    } else if let (Some(id), 1 | 28) = (dynamic, qtype) {
+                    } else if let (Some(id), true) = (dynamic, *any_type || matches!(qtype, 1 | 28))
+                    {
                         Lookup::Dynamic(*id, nodata)
                     } else {
                         Lookup::NoData(nodata)
@@ -179,7 +183,14 @@ fn entry(zi: usize, zone: &Zone, name: &Name, node: &super::Node) -> Option<Entr
     }
     // A private-use type no node holds: the plain NODATA of this name.
     let probe = RecordType::Unknown(65280);
-    let res = zone.resolve(&lower, probe);
+    let mut res = zone.resolve(&lower, probe);
+    if node.any_type && res.dynamic.is_some() && res.authority.is_empty() {
+        // A name that may answer by CNAME is dynamic for every type; its NODATA (an
+        // address region chosen for another type) is the zone's negative SOA.
+        res.dynamic = None;
+        res.authority
+            .push(std::borrow::Cow::Borrowed(zone.negative_soa()));
+    }
     if res.rcode != Rcode::NoError || !res.answers.is_empty() || res.dynamic.is_some() {
         return None;
     }
@@ -191,6 +202,7 @@ fn entry(zi: usize, zone: &Zone, name: &Name, node: &super::Node) -> Option<Entr
         zone: zi,
         wildcard_below,
         dynamic: node.dynamic,
+        any_type: node.any_type,
         rrsets: rrsets.into_boxed_slice(),
         nodata,
     })

@@ -131,8 +131,9 @@ fn explain_asks_the_running_server_and_shows_its_drains() {
     assert_eq!(explained, got, "{text}");
     assert_eq!(
         explained,
-        ["www.gslb.test. 20 IN A 192.0.2.10"],
-        "the drained region's addresses are not in the answer"
+        ["www.gslb.test. 10 IN A 192.0.2.10"],
+        "the drained region's addresses are not in the answer (and the failover answer \
+         has the fallback TTL)"
     );
 
     // Without --admin, the config's server.admin says where the server is.

@@ -14,10 +14,13 @@ mod smaps;
 
 mod admin;
 mod cluster;
+mod cname_region;
 mod config_errors;
+mod dnstap;
 mod dynamic;
 mod example;
 mod explain_cli;
+mod fallback_ttl;
 mod fuzzish;
 mod geoip_build;
 mod health;
@@ -29,6 +32,7 @@ mod protocol;
 mod reload;
 mod reload_settings;
 mod rrl;
+mod state_file;
 mod static_data;
 mod tcp;
 

@@ -223,7 +223,7 @@ fn region_names_and_addresses() {
             "gslb.toml:4:14: regions.b.addresses: \"192.0.2.300\" is not an IPv4 or IPv6 address",
             "gslb.toml:4:44: regions.b.addresses: address 2001:db8::1 is listed twice",
             "gslb.toml:6:13: regions.c.addresses: must list at least one address",
-            "gslb.toml:7:10: regions.d: missing key \"addresses\": a region needs at least one address",
+            "gslb.toml:7:10: regions.d: missing key \"addresses\" (or \"cname\"): a region needs at least one address, or a name to answer with",
             "gslb.toml:8:20: regions.d.location.lat: must be between -90 and 90 degrees, got 91",
         ]
     );
@@ -361,4 +361,34 @@ fn cluster_and_probe_source_mistakes() {
     }
     let all = errs("[cluster]\npeers = [\"ftp://x\", \"http://y:1\"]\nquorum = 5\n");
     assert_eq!(all.len(), 2, "{all:?}");
+}
+
+#[test]
+fn cname_region_mistakes() {
+    let cases = [
+        (
+            "[regions.a]\naddresses = [\"192.0.2.1\"]\ncname = \"lb.example.\"\n",
+            "gslb.toml:3:9: regions.a.cname: a region is answered either by its addresses or by a cname, not both",
+        ),
+        (
+            "[regions.a]\ncname = \"lb.example\"\n",
+            "gslb.toml:2:9: regions.a.cname: \"lb.example\" must be an absolute name ending in a dot, e.g. \"eu-west-1.lb.cloud.example.\"",
+        ),
+        (
+            "[regions.a]\ncname = \"lb..example.\"\n",
+            "gslb.toml:2:9: regions.a.cname: \"lb..example.\" is not a valid DNS name: Malformed label: ",
+        ),
+        (
+            "[regions.a]\nlocation = { lat = 1, lon = 2 }\n",
+            "gslb.toml:1:10: regions.a: missing key \"addresses\" (or \"cname\"): a region needs at least one address, or a name to answer with",
+        ),
+        (
+            "[regions.a]\ncname = \"lb.example.\"\nprobe = { url = \"http://{address}/healthz\" }\n",
+            "gslb.toml:3:9: regions.a.probe: a cname region has no addresses to probe one by one: probe the name (or its load balancer's health endpoint) instead of {address}",
+        ),
+    ];
+    for (text, want) in cases {
+        let got = err(text);
+        assert!(got.starts_with(want), "{text}\n got: {got}\nwant: {want}");
+    }
 }

@@ -1,6 +1,7 @@
 //! Tests of the config loader: the contract's example becomes the expected model, and
 //! every kind of mistake is reported at its line and column with its key path.
 
+mod dnstap;
 mod errors;
 mod model;
 mod records;

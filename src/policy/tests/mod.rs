@@ -41,6 +41,7 @@ pub(super) fn region(name: &str, v4: &[&str], v6: &[&str]) -> Region {
         name: name.into(),
         v4: v4.iter().map(|a| a.parse::<Ipv4Addr>().unwrap()).collect(),
         v6: v6.iter().map(|a| a.parse::<Ipv6Addr>().unwrap()).collect(),
+        cname: None,
         location: None,
         probe: None,
     }
@@ -60,6 +61,8 @@ pub(super) fn model(when: WhenAllDown) -> Model {
             query_log: None,
             workers: None,
             probe_source: None,
+            dnstap: None,
+            state_file: None,
         },
         defaults: Defaults::default(),
         regions: vec![
@@ -72,6 +75,7 @@ pub(super) fn model(when: WhenAllDown) -> Model {
             pos: Pos::default(),
             policy: Policy::Failover,
             ttl: 20,
+            fallback_ttl: 10,
             regions: vec![RegionId(1), RegionId(0), RegionId(2)],
             when_all_down: when,
         }],
