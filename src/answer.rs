@@ -159,27 +159,9 @@ fn fill<'s>(
             )
         };
         reply.ecs_scope = Some(choice.scope);
-        match choice
-            .region
-            .and_then(|id| snap.model.region(id).cname.as_ref())
-        {
-            Some(target) if choice.cname => {
-                reply.answers.push(Cow::Owned(Record::from_rdata(
-                    step.owner.clone(),
-                    choice.ttl,
-                    RData::CNAME(CNAME(target.clone())),
-                )));
-                if step.qtype != RecordType::CNAME {
-                    chase(&mut reply, target, step.qtype, snap, &client, rnd);
-                }
-            }
-            _ => {
-                push_addresses(&step, &choice, rnd, &mut reply.answers);
-                if choice.addrs.is_empty() {
-                    // RFC 2308 §2.2: NODATA is NOERROR, empty answer, SOA in authority.
-                    reply.authority.push(Cow::Borrowed(res.zone.negative_soa()));
-                }
-            }
+        let target = write_choice(&mut reply, &step, &choice, res.zone, snap, rnd);
+        if let Some(target) = target.filter(|_| step.qtype != RecordType::CNAME) {
+            chase(&mut reply, target, step.qtype, snap, &client, rnd);
         }
         reply.choice = Some(choice);
         reply.trace = how;
@@ -192,13 +174,13 @@ fn fill<'s>(
 /// decided for the same client. A target elsewhere is for the resolver to chase.
 fn chase<'s>(
     reply: &mut Reply<'s>,
-    target: &Name,
+    target: Name,
     qtype: RecordType,
     snap: &'s Snapshot,
     client: &crate::policy::Client,
     rnd: u64,
 ) {
-    let mut next = Some(target.clone());
+    let mut next = Some(target);
     // A bound, as for static chains: a loop of CNAME regions ends here.
     for _ in 0..crate::zone::MAX_CNAME_CHAIN {
         let Some(name) = next.take() else { return };
@@ -216,26 +198,37 @@ fn chase<'s>(
         let Some(step) = res.dynamic else { return };
         let choice = decide::decide(step.record, step.qtype, snap, client, rnd);
         reply.ecs_scope = reply.ecs_scope.max(Some(choice.scope));
-        match choice
-            .region
-            .and_then(|id| snap.model.region(id).cname.as_ref())
-        {
-            Some(t) if choice.cname => {
-                reply.answers.push(Cow::Owned(Record::from_rdata(
-                    step.owner.clone(),
-                    choice.ttl,
-                    RData::CNAME(CNAME(t.clone())),
-                )));
-                next = Some(t.clone());
-            }
-            _ => {
-                push_addresses(&step, &choice, rnd, &mut reply.answers);
-                if choice.addrs.is_empty() {
-                    reply.authority.push(Cow::Borrowed(zone.negative_soa()));
-                }
-            }
-        }
+        next = write_choice(reply, &step, &choice, zone, snap, rnd);
     }
+}
+
+/// Appends a dynamic name's answer: the CNAME of a `cname` region (its target comes back,
+/// for following), or the addresses, or NODATA (RFC 2308 §2.2: NOERROR, empty answer,
+/// the zone's SOA in authority).
+fn write_choice<'s>(
+    reply: &mut Reply<'s>,
+    step: &DynamicStep,
+    choice: &Choice,
+    zone: &'s crate::zone::Zone,
+    snap: &'s Snapshot,
+    rnd: u64,
+) -> Option<Name> {
+    let cname = choice
+        .region
+        .and_then(|id| snap.model.region(id).cname.as_ref());
+    if let (Some(target), true) = (cname, choice.cname) {
+        reply.answers.push(Cow::Owned(Record::from_rdata(
+            step.owner.clone(),
+            choice.ttl,
+            RData::CNAME(CNAME(target.clone())),
+        )));
+        return Some(target.clone());
+    }
+    push_addresses(step, choice, rnd, &mut reply.answers);
+    if choice.addrs.is_empty() {
+        reply.authority.push(Cow::Borrowed(zone.negative_soa()));
+    }
+    None
 }
 
 /// Appends the choice's addresses, in answer order, as records of the dynamic name.

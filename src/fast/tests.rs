@@ -28,6 +28,11 @@ fn example() -> Snapshot {
 }
 
 fn test_zone() -> (tempfile::TempDir, Snapshot) {
+    deployment(include_str!("../../tests/fixtures/it/gslb.toml"))
+}
+
+/// The test zone with `config` as gslb.toml, loaded.
+fn deployment(config: &str) -> (tempfile::TempDir, Snapshot) {
     let dir = tempfile::tempdir().unwrap();
     let zones = dir.path().join("zones");
     std::fs::create_dir(&zones).unwrap();
@@ -36,9 +41,9 @@ fn test_zone() -> (tempfile::TempDir, Snapshot) {
         include_str!("../../tests/fixtures/it/gslb.test.zone"),
     )
     .unwrap();
-    let config = dir.path().join("gslb.toml");
-    std::fs::write(&config, include_str!("../../tests/fixtures/it/gslb.toml")).unwrap();
-    let snap = Snapshot::load(&config).expect("test deployment loads");
+    let path = dir.path().join("gslb.toml");
+    std::fs::write(&path, config).unwrap();
+    let snap = Snapshot::load(&path).expect("test deployment loads");
     (dir, snap)
 }
 
@@ -346,14 +351,6 @@ fn test_zone_fast_replies_equal_general_replies() {
 
 #[test]
 fn cname_regions_fast_replies_equal_general_replies() {
-    let dir = tempfile::tempdir().unwrap();
-    let zones = dir.path().join("zones");
-    std::fs::create_dir(&zones).unwrap();
-    std::fs::write(
-        zones.join("gslb.test.zone"),
-        include_str!("../../tests/fixtures/it/gslb.test.zone"),
-    )
-    .unwrap();
     let config = format!(
         "{}\n[regions.cloud]\ncname = \"eu-west-1.lb.CLOUD.example.\"\n\
          [regions.local]\ncname = \"static.gslb.test.\"\n\
@@ -363,9 +360,7 @@ fn cname_regions_fast_replies_equal_general_replies() {
          when_all_down = \"all\"\n",
         include_str!("../../tests/fixtures/it/gslb.toml")
     );
-    let path = dir.path().join("gslb.toml");
-    std::fs::write(&path, config).unwrap();
-    let snap = Snapshot::load(&path).expect("cname deployment loads");
+    let (_dir, snap) = deployment(&config);
     let names = [
         "lb.gslb.test",
         "inner.gslb.test",
