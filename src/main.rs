@@ -309,45 +309,92 @@ fn serve(
     listen: Vec<SocketAddr>,
     admin: Option<SocketAddr>,
 ) -> anyhow::Result<ExitCode> {
-    let snap = match Snapshot::load(&config) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let (result, stopped_early) = runtime.block_on(async move {
+        // Handlers first, before anything slow: a signal during start-up must find them,
+        // not the default action (SIGHUP's would kill us).
+        let mut signals = Signals::install()?;
+        let startup = start(config, listen, admin);
+        tokio::pin!(startup);
+        let mut hup_pending = false;
+        // Start-up (loading, binding, the first probe round) races the signals: SIGTERM
+        // or SIGINT stops it at once; SIGHUP is remembered and acted on once ready.
+        let server = loop {
+            tokio::select! {
+                started = &mut startup => break started?,
+                _ = signals.term.recv() => {
+                    info!("SIGTERM received during start-up: stopping");
+                    return anyhow::Ok((ExitCode::SUCCESS, true));
+                }
+                _ = signals.int.recv() => {
+                    info!("SIGINT received during start-up: stopping");
+                    return Ok((ExitCode::SUCCESS, true));
+                }
+                _ = signals.hup.recv() => {
+                    info!("SIGHUP received during start-up: reloading once ready");
+                    hup_pending = true;
+                }
+            }
+        };
+        let server = match server {
+            Ok(server) => server,
+            Err(code) => return Ok((code, false)),
+        };
+        tokio::spawn(reload_on_sighup(
+            signals.hup,
+            server.control().clone(),
+            hup_pending,
+        ));
+        info!("ready");
+        shutdown_signal(signals.term, signals.int).await;
+        server.stop().await?;
+        info!("stopped");
+        Ok((ExitCode::SUCCESS, false))
+    })?;
+    if stopped_early {
+        // Start-up was cut short: do not wait for its blocking work (a slow load).
+        runtime.shutdown_background();
+    }
+    Ok(result)
+}
+
+/// Loads config, zones and GeoIP DB, binds and starts serving (the first probe round
+/// included); `Err(code)` when the files are invalid (errors logged).
+async fn start(
+    config: PathBuf,
+    listen: Vec<SocketAddr>,
+    admin: Option<SocketAddr>,
+) -> anyhow::Result<Result<Instance, ExitCode>> {
+    // On a blocking thread, so that a signal can cut a slow load short.
+    let path = config.clone();
+    let loaded = tokio::task::spawn_blocking(move || Snapshot::load(&path)).await?;
+    let snap = match loaded {
         Ok(s) => s,
         Err(errors) => {
             for e in &errors.0 {
                 tracing::error!("{e}");
             }
-            return Ok(ExitCode::from(2));
+            return Ok(Err(ExitCode::from(2)));
         }
     };
     let overrides = Overrides { listen, admin };
     let snap = overrides.applied(snap);
     info!("{}", summary(&config, &snap));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
-        let listeners = Listeners::bind(&snap.model).await?;
-        let server = match Instance::start(config, overrides, snap, listeners).await {
-            Ok(server) => server,
-            // The state file (`server.state_file`) is unreadable or malformed.
-            Err(StartError::Invalid(errors)) => {
-                for e in &errors.0 {
-                    tracing::error!("{e}");
-                }
-                return Ok(ExitCode::from(2));
+    let listeners = Listeners::bind(&snap.model).await?;
+    match Instance::start(config, overrides, snap, listeners).await {
+        Ok(server) => Ok(Ok(server)),
+        // The state file (`server.state_file`) is unreadable or malformed.
+        Err(StartError::Invalid(errors)) => {
+            for e in &errors.0 {
+                tracing::error!("{e}");
             }
-            Err(e) => return Err(e.into()),
-        };
-        // Signal handlers are installed before `ready`: a signal that arrives right
-        // after it must find them, not the default action (which would kill us).
-        let signals = Signals::install()?;
-        tokio::spawn(reload_on_sighup(signals.hup, server.control().clone()));
-        info!("ready");
-        shutdown_signal(signals.term, signals.int).await;
-        server.stop().await?;
-        info!("stopped");
-        Ok(ExitCode::SUCCESS)
-    })
+            Ok(Err(ExitCode::from(2)))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The signals `serve` acts on, registered with the kernel as soon as this is built.
@@ -369,7 +416,16 @@ impl Signals {
 }
 
 /// SIGHUP: reload config, zones and GeoIP DB; on error keep serving the last good ones.
-async fn reload_on_sighup(mut hup: tokio::signal::unix::Signal, control: std::sync::Arc<Control>) {
+/// `pending`: one arrived during start-up, so reload right away.
+async fn reload_on_sighup(
+    mut hup: tokio::signal::unix::Signal,
+    control: std::sync::Arc<Control>,
+    pending: bool,
+) {
+    if pending {
+        info!("reloading for the SIGHUP received during start-up");
+        let _ = control.reload().await;
+    }
     while hup.recv().await.is_some() {
         info!("SIGHUP received: reloading");
         // Errors are logged by reload itself.

@@ -261,6 +261,7 @@ impl Zone {
         }) else {
             return Err(Diagnostic::new(&f.path, format!("no SOA record at {apex}")));
         };
+        warn_cname_loops(&f);
         let mut neg_soa = soa.clone();
         neg_soa.ttl = soa.ttl.min(minimum);
         let mut zone = Zone {
@@ -354,8 +355,13 @@ impl Zone {
                     let RData::CNAME(target) = &rec.data else {
                         return res;
                     };
-                    // A target outside this zone is for the resolver to chase.
-                    if qtype == RecordType::CNAME || !self.apex.zone_of(&target.0) {
+                    // A target outside this zone is for the resolver to chase. A name
+                    // already answered for is a loop: stop, so no record repeats (RFC
+                    // 2181 §5); the answers so far are this chain's CNAMEs.
+                    if qtype == RecordType::CNAME
+                        || !self.apex.zone_of(&target.0)
+                        || res.answers.iter().any(|r| r.name == target.0)
+                    {
                         return res;
                     }
                     name = Cow::Owned(target.0.clone());
@@ -380,7 +386,7 @@ impl Zone {
                 }
             }
         }
-        // A CNAME loop or an absurdly long chain: answer what we have, as BIND does.
+        // An absurdly long chain: answer what we have, as BIND does.
         res
     }
 
@@ -467,6 +473,45 @@ impl Zone {
                 }
             }
         }
+    }
+}
+
+/// Warns about each loop of static CNAMEs (`a CNAME b`, `b CNAME a`): answers stop at
+/// the first repeated name, but a loop is surely a mistake. Wildcards are not followed.
+fn warn_cname_loops(f: &ZoneFile) {
+    use hickory_proto::rr::LowerName;
+    let targets: HashMap<LowerName, LowerName> = (f.records.iter())
+        .filter_map(|r| match &r.data {
+            RData::CNAME(t) => Some((LowerName::new(&r.name), LowerName::new(&t.0))),
+            _ => None,
+        })
+        .collect();
+    // Each name is walked once: `done` holds names already known to lead nowhere new.
+    let mut done: std::collections::HashSet<&LowerName> = Default::default();
+    for start in targets.keys() {
+        let mut path: Vec<&LowerName> = Vec::new();
+        let mut at = start;
+        while !done.contains(at) {
+            if let Some(i) = path.iter().position(|p| *p == at) {
+                let names: Vec<String> = path[i..].iter().map(|n| n.to_string()).collect();
+                let line = f.lines.get(&(at.clone(), RecordType::CNAME));
+                let place = match line {
+                    Some(l) => format!("{}:{l}", f.path.display()),
+                    None => f.path.display().to_string(),
+                };
+                tracing::warn!(
+                    "{place}: CNAME loop {} -> {at}; answers stop at the first repeated name",
+                    names.join(" -> ")
+                );
+                break;
+            }
+            path.push(at);
+            match targets.get(at) {
+                Some(next) => at = next,
+                None => break,
+            }
+        }
+        done.extend(path);
     }
 }
 

@@ -32,6 +32,7 @@ mod protocol;
 mod reload;
 mod reload_settings;
 mod rrl;
+mod startup_signals;
 mod state_file;
 mod static_data;
 mod tcp;

@@ -149,11 +149,27 @@ fn cname_chains_are_followed_inside_the_zone() {
         );
         assert_eq!(rrs(&r.authorities), [SOA]);
     });
-    // A loop terminates with what was found.
+    // A loop stops at the first repeated name, each CNAME once (RFC 2181 §5: no
+    // duplicate records in a reply).
     both(&s, query("loop1.gslb.test.", RecordType::A), |r| {
         assert_eq!(r.metadata.response_code, ResponseCode::NoError);
-        assert!(!r.answers.is_empty() && r.answers.len() <= 16);
+        assert_eq!(
+            rrs(&r.answers),
+            [
+                "loop1.gslb.test. 300 CNAME loop2.gslb.test.",
+                "loop2.gslb.test. 300 CNAME loop1.gslb.test."
+            ]
+        );
     });
+    // ... and the loop was reported at load, with the file and line of a CNAME in it.
+    assert!(s.wait_log("CNAME loop", std::time::Duration::from_secs(2)));
+    let log = s.log();
+    let warn = log.lines().find(|l| l.contains("CNAME loop")).unwrap();
+    assert!(
+        warn.contains("WARN")
+            && (warn.contains("gslb.test.zone:16:") || warn.contains("gslb.test.zone:17:")),
+        "{warn}"
+    );
 }
 
 #[test]

@@ -171,7 +171,10 @@ impl Expander {
                     Ok(origin) => self.set_origin(origin, at),
                     Err(e) => self.error(at, format!("$ORIGIN {name}: {e}")),
                 },
-                (Some("$TTL"), [_]) => self.emit(&text[l.start..l.end], at, None),
+                (Some("$TTL"), [ttl]) => match too_big_ttl(ttl) {
+                    Some(msg) => self.error(at, format!("$TTL {ttl}: {msg}")),
+                    None => self.emit(&text[l.start..l.end], at, None),
+                },
                 (Some(d @ ("$INCLUDE" | "$ORIGIN" | "$TTL")), _) => {
                     let usage = match d {
                         "$INCLUDE" => "$INCLUDE FILE [ORIGIN]",
@@ -196,6 +199,15 @@ impl Expander {
                 "`{}`: directives must start a line; quote the word if it is data",
                 t.text
             );
+            let d = self.diag(Some(at), msg);
+            return self.diags.push(d);
+        }
+        // RFC 2181 §8: a TTL is 0..2^31-1; the tokens before the type are TTL and class.
+        let fields = l.toks.iter().skip(usize::from(!l.blank_owner));
+        let ttls = fields.take_while(|t| {
+            parse_ttl(&t.text).is_ok() || DNSClass::from_str(&t.text.to_ascii_uppercase()).is_ok()
+        });
+        if let Some(msg) = ttls.filter_map(|t| too_big_ttl(&t.text)).next() {
             let d = self.diag(Some(at), msg);
             return self.diags.push(d);
         }
@@ -251,6 +263,14 @@ impl Expander {
         self.set_origin(saved, at);
         Ok(())
     }
+}
+
+/// Why `ttl` is refused, when it is a TTL of 2^31 or more (RFC 2181 §8).
+fn too_big_ttl(ttl: &str) -> Option<String> {
+    let v = parse_ttl(ttl).ok()?;
+    (v > i32::MAX as u32).then(|| {
+        format!("TTL {ttl} ({v}) is out of range: RFC 2181 §8: a TTL must be 0..2147483647")
+    })
 }
 
 #[cfg(test)]

@@ -252,3 +252,31 @@ fn load_dir_sorts_skips_and_rejects_duplicates() {
     );
     assert!(e.contains("A.Example.zone"), "{e}");
 }
+
+#[test]
+fn ttls_of_2_pow_31_and_more_are_refused() {
+    // RFC 2181 §8: 0..2^31-1; the largest allowed loads as written.
+    let z = parse(&format!("{HEAD}max 2147483647 A 192.0.2.2\n")).unwrap();
+    let max = z
+        .records
+        .iter()
+        .find(|r| r.name.to_string().starts_with("max"));
+    assert_eq!(max.map(|r| r.ttl), Some(2_147_483_647));
+    let e = fails(
+        &format!("{HEAD}big 2147483648 A 192.0.2.2\n"),
+        "gslb.example.com.zone:5: ",
+    );
+    assert!(e.contains("TTL must be 0..2147483647"), "{e}");
+    fails(
+        &format!("{HEAD}big IN 4294967295 A 192.0.2.2\n"),
+        ":5: TTL 4294967295",
+    );
+    fails(
+        &format!("{HEAD}  3000000000 AAAA ::1\n"),
+        ":5: TTL 3000000000",
+    );
+    fails(
+        &format!("$TTL 2147483648\n{}", &HEAD[9..]),
+        ":1: $TTL 2147483648",
+    );
+}
