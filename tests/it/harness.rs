@@ -67,6 +67,38 @@ pub fn check(config: &Path) -> Output {
         .expect("run gslbd check")
 }
 
+/// Spawns `gslbd serve --config CONFIG --listen LISTEN EXTRA...` without waiting for it:
+/// the process, its stderr lines as they come, and every line so far. A thread keeps
+/// draining stderr for the life of the process so it never blocks on a full pipe.
+pub fn spawn_serve(
+    config: &Path,
+    listen: &str,
+    extra: &[&str],
+) -> (Child, mpsc::Receiver<String>, Arc<Mutex<Vec<String>>>) {
+    let mut child = Command::new(gslbd_bin())
+        .args(["serve", "--listen", listen, "--config"])
+        .arg(config)
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn gslbd");
+    let stderr = child.stderr.take().unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = mpsc::channel::<String>();
+    let log2 = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            log2.lock().unwrap().push(line.clone());
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx, log)
+}
+
 /// A running server.
 pub struct Gslbd {
     child: Child,
@@ -116,28 +148,7 @@ impl Gslbd {
     /// Starts `gslbd serve --config CONFIG --listen LISTEN EXTRA...`; the log when it
     /// exits or is not ready within 20 s.
     pub fn try_start(config: &Path, listen: &str, extra: &[&str]) -> Result<Gslbd, String> {
-        let mut child = Command::new(gslbd_bin())
-            .args(["serve", "--listen", listen, "--config"])
-            .arg(config)
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn gslbd");
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel::<String>();
-        let log2 = log.clone();
-        // Keep draining stderr for the life of the process so it never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                log2.lock().unwrap().push(line.clone());
-                let _ = tx.send(line);
-            }
-        });
+        let (mut child, rx, log) = spawn_serve(config, listen, extra);
         let (mut udp, mut tcp, mut admin) = (None, None, None);
         loop {
             match rx.recv_timeout(Duration::from_secs(20)) {

@@ -2,14 +2,13 @@
 //! binding, the first probe round), so SIGHUP does not kill the server (it reloads once
 //! ready) and SIGTERM stops it at once with exit 0.
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::ZONE;
-use crate::harness::{Deployment, gslbd_bin};
+use crate::harness::{Deployment, spawn_serve};
 
 /// A TCP listener that accepts connections and never answers: each probe of the first
 /// round waits for its 3 s timeout.
@@ -43,25 +42,9 @@ regions = ["eu-west"]
     Deployment::new(&config, &[("gslb.test.zone", ZONE)])
 }
 
-/// Spawns `gslbd serve` and forwards its stderr lines.
+/// Spawns `gslbd serve` on the deployment, not waiting for `ready`.
 fn spawn(dep: &Deployment) -> (Child, mpsc::Receiver<String>) {
-    let mut child = Command::new(gslbd_bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(dep.config())
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn gslbd");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line);
-        }
-    });
+    let (child, rx, _log) = spawn_serve(&dep.config(), "127.0.0.1:0", &[]);
     (child, rx)
 }
 
