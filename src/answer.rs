@@ -125,7 +125,44 @@ fn respond<'s>(
         // Not authoritative, and no recursion (RA stays 0).
         return Reply::with_rcode(ResponseCode::Refused, true);
     };
-    fill(res, snap, q, request.src().ip(), rnd, trace)
+    let mut reply = fill(res, snap, q, request.src().ip(), rnd, trace);
+    if q.edns.is_some_and(|e| e.dnssec_ok) {
+        secure(&mut reply, query.name(), qtype, snap);
+    }
+    reply
+}
+
+/// With `[dnssec]`, for a DO=1 query: adds the RRSIGs and proofs ([`crate::dnssec::reply`]).
+/// A name that does not exist is answered NOERROR with its NXNAME proof (RFC 9824
+/// compact denial); a signature over the cap of signing on first use is SERVFAIL.
+fn secure<'s>(reply: &mut Reply<'s>, qname: &Name, qtype: RecordType, snap: &'s Snapshot) {
+    let Some(signing) = &snap.signing else {
+        return;
+    };
+    let choice = reply.choice.as_ref().and_then(|c| {
+        let name = Name::from_ascii(&snap.model.records[c.record.index()].name).ok()?;
+        Some((c.clone(), name))
+    });
+    let src = crate::dnssec::reply::Sources {
+        zones: snap.zones.zones(),
+        dynamic: &snap.dyn_sigs,
+        fresh: Some(&signing.fresh),
+        choice,
+    };
+    let nxdomain = reply.rcode == ResponseCode::NXDomain;
+    let sections = crate::dnssec::reply::Sections {
+        answers: &mut reply.answers,
+        authority: &mut reply.authority,
+        additionals: &mut reply.additionals,
+    };
+    match crate::dnssec::reply::secure(&src, qname, qtype, nxdomain, sections) {
+        Ok(()) if nxdomain => reply.rcode = ResponseCode::NoError,
+        Ok(()) => {}
+        Err(_) => {
+            let echo = reply.echo_question;
+            *reply = Reply::with_rcode(ResponseCode::ServFail, echo);
+        }
+    }
 }
 
 /// Makes a reply of a zone resolution, answering its dynamic step, if any.

@@ -45,14 +45,24 @@ pub fn answer(
     if let Lookup::General = found {
         return false;
     }
+    // With [dnssec], a DO=1 query gets the signed twin of each answer.
+    let dnssec = view.signing.is_some() && q.edns.is_some_and(|e| e.dnssec_ok);
     let head = q.head(tcp);
     out.clear();
     out.extend_from_slice(&[0; 12]);
     out.extend_from_slice(q.question);
     let at = out.len();
     let body = match found {
-        Lookup::Static(t) => copy(t, Kind::Answer, out),
-        Lookup::NoData(t) => copy(t, Kind::NoData, out),
+        Lookup::Static(t) => match pick(t, dnssec) {
+            Some(t) => copy(t, Kind::Answer, out),
+            None => return false,
+        },
+        Lookup::NoData(t) => match pick(t, dnssec) {
+            Some(t) => copy(t, Kind::NoData, out),
+            None => return false,
+        },
+        // Compact denial is signed per name: the general path does it.
+        Lookup::NxDomain(_) if dnssec => return false,
         Lookup::NxDomain(nx) => {
             // The apex is the question name's tail: point at it.
             let apex_at = 12 + q.key().len() - nx.apex_len;
@@ -75,6 +85,14 @@ pub fn answer(
                 rnd,
             );
             let target = choice.region.and_then(|r| view.zones.cname_target(r));
+            // The answer's precomputed signatures; none made yet: the general path.
+            let sigs = match (dnssec, choice.addrs.is_empty() && !choice.cname) {
+                (true, false) => match view.dyn_sigs.get(&choice) {
+                    Some(s) => Some(s),
+                    None => return false,
+                },
+                _ => None,
+            };
             let mut body = if choice.cname {
                 match target {
                     // A target inside our zones is followed: the general path does that.
@@ -89,7 +107,10 @@ pub fn answer(
                     _ => return false,
                 }
             } else if choice.addrs.is_empty() {
-                copy(nodata, Kind::NoData, out)
+                match pick(nodata, dnssec) {
+                    Some(t) => copy(t, Kind::NoData, out),
+                    None => return false,
+                }
             } else {
                 choice
                     .rotated(rnd)
@@ -100,6 +121,11 @@ pub fn answer(
                     ..static_body(at)
                 }
             };
+            if let Some(s) = sigs {
+                out.extend_from_slice(&s.wire);
+                body.counts[0] += s.count();
+                body.additional_at = out.len();
+            }
             body.ecs_scope = Some(choice.scope);
             body.answer = Some((record, choice.region));
             body
@@ -108,6 +134,12 @@ pub fn answer(
     };
     pipeline::finish(&head, &body, view, src.ip(), now_ms, out);
     true
+}
+
+/// The template to copy: its signed twin for a DO=1 query to a signed zone (`None` when
+/// there is none: the general path answers).
+fn pick(t: &Template, dnssec: bool) -> Option<&Template> {
+    if dnssec { t.signed.as_deref() } else { Some(t) }
 }
 
 /// An authoritative NOERROR answer from our zones, sections starting at `at`.

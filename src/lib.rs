@@ -49,6 +49,7 @@ pub mod config;
 pub mod control;
 pub mod decide;
 pub mod diag;
+pub mod dnssec;
 pub mod dnstap;
 pub mod explain;
 pub mod fast;

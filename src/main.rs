@@ -79,6 +79,37 @@ enum Command {
         #[command(subcommand)]
         command: GeoipCommand,
     },
+    /// DNSSEC signing keys (with `[dnssec]` in the config).
+    Dnssec {
+        #[command(subcommand)]
+        command: DnssecCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DnssecCommand {
+    /// Write a signing key for every zone that has none (existing keys are kept), then
+    /// print every zone's DS records for the parent.
+    Keygen {
+        /// The config file.
+        #[arg(long, short, default_value = "gslb.toml")]
+        config: PathBuf,
+        /// Algorithm of new keys: ecdsap256sha256 (13) or ed25519 (15); replaces
+        /// `dnssec.algorithm`.
+        #[arg(long, value_name = "ALG", value_parser = parse_algorithm)]
+        algorithm: Option<gslbd::dnssec::Algorithm>,
+    },
+    /// Print each zone's DS record (SHA-256) in zone-file format, one per line.
+    Ds {
+        /// The config file.
+        #[arg(long, short, default_value = "gslb.toml")]
+        config: PathBuf,
+    },
+}
+
+fn parse_algorithm(s: &str) -> Result<gslbd::dnssec::Algorithm, String> {
+    gslbd::dnssec::Algorithm::from_name(s)
+        .ok_or_else(|| format!("unknown algorithm {s:?}: ecdsap256sha256 (13) or ed25519 (15)"))
 }
 
 #[derive(Subcommand, Debug)]
@@ -121,6 +152,7 @@ fn main() -> ExitCode {
         Command::Geoip {
             command: GeoipCommand::Build { csv, out },
         } => geoip_build(&csv, &out),
+        Command::Dnssec { command } => dnssec(command),
         Command::Serve {
             config,
             listen,
@@ -241,6 +273,41 @@ fn explain_locally(
         Err(errors) => {
             eprintln!("{errors}");
             Err(ExitCode::from(2))
+        }
+    }
+}
+
+fn dnssec(command: DnssecCommand) -> ExitCode {
+    let (config, lines) = match command {
+        DnssecCommand::Keygen { config, algorithm } => {
+            let done = gslbd::dnssec::tool::keygen(&config, algorithm).map(|g| {
+                for path in &g.written {
+                    eprintln!("wrote {}", path.display());
+                }
+                if g.written.is_empty() {
+                    eprintln!("every zone has a key already: nothing written");
+                }
+                g.ds
+            });
+            (config, done)
+        }
+        DnssecCommand::Ds { config } => {
+            let lines = gslbd::dnssec::tool::ds(&config);
+            (config, lines)
+        }
+    };
+    match lines {
+        Ok(lines) => {
+            #[allow(clippy::print_stdout)]
+            for l in lines {
+                println!("{l}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("{}: {} error(s)", config.display(), errors.0.len());
+            ExitCode::from(2)
         }
     }
 }

@@ -63,6 +63,21 @@ pub struct Model {
     pub latency: LatencyTable,
     /// `[cluster]`: the other instances serving the same zones, when configured.
     pub cluster: Option<Cluster>,
+    /// `[dnssec]`: sign every zone online, when configured.
+    pub dnssec: Option<Dnssec>,
+}
+
+/// `[dnssec]`: where the signing keys are and how signatures are made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dnssec {
+    /// The folder of key files (`dnssec.keys`), absolute.
+    pub keys: std::path::PathBuf,
+    /// The algorithm `gslbd dnssec keygen` uses for new keys.
+    pub algorithm: crate::dnssec::Algorithm,
+    /// How long a signature is valid from its inception (`dnssec.validity`).
+    pub validity: Duration,
+    /// Where `[dnssec]` is written, for errors about its keys.
+    pub pos: Pos,
 }
 
 /// `[cluster]`: the peers whose probe views vote on each target's health.

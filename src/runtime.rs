@@ -109,8 +109,14 @@ impl Shared {
     /// Installs a snapshot of a new config (a reload): answer counters are laid out
     /// for it, carrying the totals over by name; the rate limiter is replaced only when
     /// `server.rate_limit` changed (and removed when it is gone). Called by one writer.
-    pub fn install(&self, snap: Snapshot) {
+    pub fn install(&self, mut snap: Snapshot) {
         let rt = &self.0.runtime;
+        if snap.signing.is_some() {
+            // A reload's snapshot comes signed for all regions up; sign for the health
+            // it is installed with, reusing what the reload signed.
+            let made = snap.dyn_sigs.clone();
+            snap.sign_dynamic(Some(&made));
+        }
         let old = rt.tables.load_full();
         let answers = if old.answers.is_for(&snap.model) {
             old.answers.clone()
@@ -147,10 +153,11 @@ impl Shared {
         if !cur.health.differs(&health) {
             return false;
         }
-        let next = Snapshot {
+        let mut next = Snapshot {
             health: Arc::new(health),
             ..(**cur).clone()
         };
+        next.sign_dynamic(Some(&cur.dyn_sigs));
         drop(cur);
         self.0.snapshot.store(Arc::new(next));
         true

@@ -8,11 +8,15 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use tracing::{debug, warn};
 
 use crate::config;
 use crate::diag::{Diagnostic, Diagnostics};
+use crate::dnssec::dynamic::DynSigs;
+use crate::dnssec::fresh::Fresh;
+use crate::dnssec::{Epoch, Keyring};
 use crate::geo::GeoDb;
 use crate::health::Health;
 use crate::model::{GeoRules, Model, Policy, RecordId};
@@ -36,6 +40,19 @@ pub struct Snapshot {
     /// Per dynamic record (by index), its geo rules compiled against `geo`, when it has
     /// rules that look at locations ([`GeoMap`]).
     pub geo_maps: Arc<[Option<Arc<GeoMap>>]>,
+    /// With `[dnssec]`: the signing run the zones' signatures belong to.
+    pub signing: Option<Arc<Signing>>,
+    /// With `[dnssec]`: the dynamic answers' signatures for `health`.
+    pub dyn_sigs: Arc<DynSigs>,
+}
+
+/// One signing run: its validity window and the cache of signatures made on first use.
+#[derive(Debug)]
+pub struct Signing {
+    /// The validity window of every signature of the run.
+    pub epoch: Epoch,
+    /// Denials of names that do not exist and wildcard answers, signed on first use.
+    pub fresh: Fresh,
 }
 
 impl Snapshot {
@@ -55,7 +72,11 @@ impl Snapshot {
             None => None,
         };
         let files = file::load_dir(&model.server.zones)?;
-        let mut snap = Snapshot::build(model, files)?;
+        let keys = match &model.dnssec {
+            Some(cfg) => Some(Keyring::load(&cfg.keys).map_err(crate::dnssec::tool::key_errors)?),
+            None => None,
+        };
+        let mut snap = Snapshot::build_signed(model, files, keys.as_ref(), SystemTime::now())?;
         if let Some(db) = &geo {
             snap.geo_maps = compile_geo(&snap.model, db);
             db.release_pages();
@@ -66,15 +87,75 @@ impl Snapshot {
 
     /// Builds a snapshot from an already loaded model and zone files, without GeoIP.
     pub fn build(model: Model, files: Vec<file::ZoneFile>) -> Result<Snapshot, Diagnostics> {
-        let zones = Zones::build(files, &model)?;
+        Snapshot::build_signed(model, files, None, SystemTime::now())
+    }
+
+    /// Like [`Snapshot::build`]; with `[dnssec]` in the model and `keys`, every zone and
+    /// dynamic answer is signed in a run starting at `now`.
+    pub fn build_signed(
+        model: Model,
+        files: Vec<file::ZoneFile>,
+        keys: Option<&Keyring>,
+        now: SystemTime,
+    ) -> Result<Snapshot, Diagnostics> {
+        let signing = match (&model.dnssec, keys) {
+            (Some(cfg), Some(_)) => Some(Arc::new(Signing {
+                epoch: Epoch::starting(now, cfg.validity),
+                fresh: Fresh::default(),
+            })),
+            _ => None,
+        };
+        let zones =
+            Zones::build_signed(files, &model, keys.zip(signing.as_ref().map(|s| s.epoch)))?;
         let health = Health::all_up(&model);
-        Ok(Snapshot {
+        let mut snap = Snapshot {
             model: Arc::new(model),
             zones: Arc::new(zones),
             health: Arc::new(health),
             geo: None,
             geo_maps: Arc::new([]),
-        })
+            signing,
+            dyn_sigs: Arc::default(),
+        };
+        snap.sign_dynamic(None);
+        Ok(snap)
+    }
+
+    /// Signs the dynamic answers for the snapshot's health, reusing `old`'s signatures
+    /// of the same run. Nothing without `[dnssec]`.
+    pub fn sign_dynamic(&mut self, old: Option<&DynSigs>) {
+        let Some(signing) = &self.signing else {
+            return;
+        };
+        let started = std::time::Instant::now();
+        let sigs = DynSigs::build(&self.model, &self.zones, &self.health, signing.epoch, old);
+        if sigs.made > 0 {
+            debug!(
+                answers = sigs.len(),
+                signed = sigs.made,
+                ms = started.elapsed().as_millis() as u64,
+                "dynamic answers signed"
+            );
+        }
+        self.dyn_sigs = Arc::new(sigs);
+    }
+
+    /// The same snapshot with every signature made again in a run starting at `now`
+    /// (renewal before expiry); `None` without `[dnssec]`.
+    pub fn resigned(&self, now: SystemTime) -> Option<Snapshot> {
+        let cfg = self.model.dnssec.as_ref()?;
+        self.signing.as_ref()?;
+        let epoch = Epoch::starting(now, cfg.validity);
+        let mut next = Snapshot {
+            zones: Arc::new(self.zones.resigned(epoch)),
+            signing: Some(Arc::new(Signing {
+                epoch,
+                fresh: Fresh::default(),
+            })),
+            ..self.clone()
+        };
+        next.sign_dynamic(None);
+        Some(next)
     }
 
     /// The compiled geo map of a dynamic record, if it has one.

@@ -59,6 +59,10 @@ pub fn parse(text: &str, file: &Path) -> Result<Model, Diagnostics> {
         .cluster
         .as_ref()
         .and_then(|c| server::cluster(&mut cx, c));
+    let dnssec = raw
+        .dnssec
+        .as_ref()
+        .and_then(|d| server::dnssec(&mut cx, d, base));
     let mut diags = cx.diags;
     // Sections are checked in dependency order; report in file order instead.
     diags.0.sort_by_key(|d| (d.line, d.col));
@@ -70,6 +74,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Model, Diagnostics> {
         records,
         latency,
         cluster,
+        dnssec,
     })
 }
 

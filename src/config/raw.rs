@@ -75,6 +75,16 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub(crate) latency: RawLatency,
     pub(crate) cluster: Option<Spanned<RawCluster>>,
+    pub(crate) dnssec: Option<Spanned<RawDnssec>>,
+}
+
+/// `[dnssec]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDnssec {
+    pub(crate) keys: Option<Str>,
+    pub(crate) algorithm: Option<Str>,
+    pub(crate) validity: Option<Str>,
 }
 
 /// `[cluster]`.

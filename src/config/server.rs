@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::check::Ctx;
-use super::raw::{RawCluster, RawDefaults, RawDnstap, RawServer, Str};
+use super::raw::{RawCluster, RawDefaults, RawDnssec, RawDnstap, RawServer, Str};
 use crate::model::{
-    Cluster, Defaults, Dnstap, DnstapDest, GeoIp, ProbeTiming, RateLimit, Server, TcpLimits,
+    Cluster, Defaults, Dnssec, Dnstap, DnstapDest, GeoIp, ProbeTiming, RateLimit, Server, TcpLimits,
 };
 
 /// The DNS listen address when `server.listen` is omitted.
@@ -339,6 +339,68 @@ fn path(cx: &mut Ctx<'_>, value: &Str, key: &str, base: &Path) -> PathBuf {
         cx.error(&value.span(), key, "must not be empty");
     }
     absolute(crate::diag::resolve(base, Path::new(value.get_ref())))
+}
+
+/// `[dnssec]`: the key folder (default `keys`, beside the config), the algorithm of new
+/// keys, and the signatures' validity (2 hours to 90 days; renewed halfway).
+pub(crate) fn dnssec(
+    cx: &mut Ctx<'_>,
+    raw: &toml::Spanned<RawDnssec>,
+    base: &Path,
+) -> Option<Dnssec> {
+    use crate::dnssec::Algorithm;
+    let pos = cx.pos(&raw.span());
+    let raw = raw.get_ref();
+    let keys = match &raw.keys {
+        Some(k) => path(cx, k, "dnssec.keys", base),
+        None => absolute(base.join("keys")),
+    };
+    let algorithm = match &raw.algorithm {
+        None => Some(Algorithm::EcdsaP256Sha256),
+        Some(a) => {
+            let found = Algorithm::from_name(a.get_ref());
+            if found.is_none() {
+                let msg = format!(
+                    "unknown algorithm {:?}: ecdsap256sha256 (13, the default) or ed25519 (15)",
+                    a.get_ref()
+                );
+                cx.error(&a.span(), "dnssec.algorithm", msg);
+            }
+            found
+        }
+    };
+    let validity = match &raw.validity {
+        None => Some(crate::dnssec::DEFAULT_VALIDITY),
+        Some(v) => {
+            let text = v.get_ref();
+            let parsed = humantime::parse_duration(text);
+            let problem = match &parsed {
+                Ok(d) if *d < crate::dnssec::MIN_VALIDITY => Some(format!(
+                    "validity \"{text}\" is too short (at least 2h: signatures are renewed halfway)"
+                )),
+                Ok(d) if *d > crate::dnssec::MAX_VALIDITY => {
+                    Some(format!("validity \"{text}\" is too long (at most 90d)"))
+                }
+                Ok(_) => None,
+                Err(e) => Some(format!(
+                    "invalid duration \"{text}\" (expected e.g. \"14d\"): {e}"
+                )),
+            };
+            match problem {
+                Some(msg) => {
+                    cx.error(&v.span(), "dnssec.validity", msg);
+                    None
+                }
+                None => parsed.ok(),
+            }
+        }
+    };
+    Some(Dnssec {
+        keys,
+        algorithm: algorithm?,
+        validity: validity?,
+        pos,
+    })
 }
 
 /// `path` made absolute against the working directory when the config path was relative,

@@ -9,14 +9,17 @@
 //! knows nothing of regions or health.
 
 pub mod file;
+mod signed;
 pub mod wire;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use crate::diag::{Diagnostic, Diagnostics};
+use crate::dnssec::{Epoch, Keyring, Signer};
 use crate::model::{Model, RecordId, RegionId};
 use file::ZoneFile;
 
@@ -34,7 +37,7 @@ pub struct Zones {
 }
 
 /// A `cname` region's target, ready to be written into a reply.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct CnameTarget {
     /// The name in wire format, letter case as written, uncompressed.
     pub wire: Box<[u8]>,
@@ -43,7 +46,7 @@ pub struct CnameTarget {
 }
 
 /// One zone: its apex, SOA and every node below.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Zone {
     apex: Name,
     apex_labels: usize,
@@ -54,10 +57,12 @@ pub struct Zone {
     /// Keyed with foldhash: every query hashes its name here, and SipHash showed up in
     /// profiles. Keys come from zone files, so collision attacks have nothing to aim at.
     nodes: HashMap<Name, Node, foldhash::fast::RandomState>,
+    /// With `[dnssec]`: the zone's keys and the epoch its signatures were made in.
+    signer: Option<Arc<Signer>>,
 }
 
 /// The data at one owner name; an empty node is an empty non-terminal.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Node {
     rrsets: Vec<(RecordType, Vec<Record>)>,
     dynamic: Option<RecordId>,
@@ -66,6 +71,11 @@ struct Node {
     any_type: bool,
     /// NS records below the apex: a zone cut, data here and below is not ours.
     cut: bool,
+    /// With `[dnssec]`: the RRSIGs of each signed RRset, by type and TTL (the apex SOA
+    /// has two when its negative TTL differs).
+    sigs: Vec<(RecordType, u32, Box<[Record]>)>,
+    /// With `[dnssec]`: the NSEC records proving what the node does not hold.
+    proofs: Option<Box<signed::Proofs>>,
 }
 
 impl Node {
@@ -130,6 +140,16 @@ impl Zones {
     /// Indexes the zone files and attaches the model's dynamic names, checking that each
     /// is inside a zone, not below a delegation and not clashing with static data.
     pub fn build(files: Vec<ZoneFile>, model: &Model) -> Result<Zones, Diagnostics> {
+        Zones::build_signed(files, model, None)
+    }
+
+    /// Like [`Zones::build`], and with `keys` signs every zone (see [`signed`]); a zone
+    /// without a key is an error naming it.
+    pub fn build_signed(
+        files: Vec<ZoneFile>,
+        model: &Model,
+        keys: Option<(&Keyring, Epoch)>,
+    ) -> Result<Zones, Diagnostics> {
         let mut errors = Diagnostics::default();
         let mut zones: Vec<Zone> = Vec::with_capacity(files.len());
         for f in files {
@@ -193,6 +213,32 @@ impl Zones {
             node.dynamic = Some(RecordId(i as u32));
             node.any_type = may_cname;
         }
+        if let (Some((ring, epoch)), Some(cfg)) = (keys, &model.dnssec) {
+            for zone in &mut zones {
+                let keys = ring.zone(&zone.apex);
+                if keys.is_empty() {
+                    errors.push(
+                        Diagnostic::new(
+                            &model.file,
+                            format!(
+                                "zone {} has no signing key in {}: run `gslbd dnssec keygen --config {}`",
+                                zone.apex,
+                                cfg.keys.display(),
+                                model.file.display()
+                            ),
+                        )
+                        .at(cfg.pos.line, cfg.pos.col)
+                        .key("dnssec.keys"),
+                    );
+                    continue;
+                }
+                zone.sign(Arc::new(Signer {
+                    zone: zone.apex.to_lowercase(),
+                    keys: keys.to_vec(),
+                    epoch,
+                }));
+            }
+        }
         let wire = wire::WireIndex::build(&zones);
         let cnames = model
             .regions
@@ -218,6 +264,30 @@ impl Zones {
         })
     }
 
+    /// The same zones signed again in a new `epoch` (signature renewal).
+    pub fn resigned(&self, epoch: Epoch) -> Zones {
+        let mut zones = self.zones.clone();
+        for zone in &mut zones {
+            if let Some(old) = zone.signer.clone() {
+                zone.sign(Arc::new(Signer {
+                    zone: old.zone.clone(),
+                    keys: old.keys.clone(),
+                    epoch,
+                }));
+            }
+        }
+        Zones {
+            wire: wire::WireIndex::build(&zones),
+            zones,
+            cnames: self.cnames.clone(),
+        }
+    }
+
+    /// The zone `name` belongs to (the deepest whose apex is `name` or above it).
+    pub fn zone_of(&self, name: &Name) -> Option<&Zone> {
+        best_zone(&self.zones, name).map(|i| &self.zones[i])
+    }
+
     /// The `cname` target of a region, for the fast path.
     pub fn cname_target(&self, region: RegionId) -> Option<&CnameTarget> {
         self.cnames.get(region.index())?.as_ref()
@@ -238,6 +308,11 @@ impl Zones {
         let zone = &self.zones[best_zone(&self.zones, qname)?];
         Some(zone.resolve(qname, qtype))
     }
+}
+
+/// The zone of `zones` that `name` belongs to (see [`Zones::zone_of`]).
+pub fn zone_of<'z>(zones: &'z [Zone], name: &Name) -> Option<&'z Zone> {
+    best_zone(zones, name).map(|i| &zones[i])
 }
 
 /// The deepest zone whose apex is `name` or an ancestor of it.
@@ -270,6 +345,7 @@ impl Zone {
             neg_soa,
             apex,
             nodes: HashMap::default(),
+            signer: None,
         };
         zone.insert_node(&zone.apex.clone());
         for rec in f.records {
@@ -290,6 +366,60 @@ impl Zone {
     /// The apex name.
     pub fn apex(&self) -> &Name {
         &self.apex
+    }
+
+    /// With `[dnssec]`: the zone's signer.
+    pub fn signer(&self) -> Option<&Arc<Signer>> {
+        self.signer.as_ref()
+    }
+
+    /// The precomputed RRSIGs of the RRset (`name`, `rtype`) with TTL `ttl`, when the
+    /// zone holds that RRset and signs it.
+    pub fn rrsigs(&self, name: &Name, rtype: RecordType, ttl: u32) -> Option<&[Record]> {
+        let node = self.nodes.get(name)?;
+        node.sigs
+            .iter()
+            .find(|(t, tl, _)| *t == rtype && *tl == ttl)
+            .map(|(_, _, s)| &**s)
+    }
+
+    /// The precomputed denial at `name` for `qtype` (NSEC and RRSIGs), when `name` is a
+    /// node of the zone.
+    pub fn proof(&self, name: &Name, qtype: RecordType) -> Option<&[Record]> {
+        let node = self.nodes.get(name)?;
+        node.proofs.as_ref().map(|p| p.for_type(qtype))
+    }
+
+    /// Whether data owned by `name` of type `rtype` is the zone's to sign: not at or below
+    /// a zone cut, except the DS at the cut itself (RFC 4035 §2.2).
+    pub fn signs(&self, name: &Name, rtype: RecordType) -> bool {
+        match self.cut_above(name) {
+            None => true,
+            Some(cut) => rtype == RecordType::DS && cut == *name,
+        }
+    }
+
+    /// The DS RRset at the zone cut `name`, when the zone file has one.
+    pub fn ds_at(&self, name: &Name) -> Option<&[Record]> {
+        self.nodes.get(name)?.rrset(RecordType::DS)
+    }
+
+    /// The types a compact-denial NSEC at `name` lists, when `name` exists only through
+    /// a wildcard (its data is the wildcard's); `None` when no wildcard covers it.
+    pub fn wildcard_types(&self, name: &Name) -> Option<Vec<RecordType>> {
+        let total = label_count(name);
+        let mut encloser = self.apex_labels;
+        for n in self.apex_labels + 1..=total {
+            if !self.nodes.contains_key(&name.trim_to(n)) {
+                break;
+            }
+            encloser = n;
+        }
+        if encloser == total {
+            return None;
+        }
+        let w = name.trim_to(encloser).prepend_label("*").ok()?;
+        self.nodes.get(&w).map(signed::bitmap)
     }
 
     /// The SOA as written in the zone file.

@@ -12,10 +12,11 @@
 //! its own header and the client's question (same length, so every compression pointer
 //! into the question still lands on the same label), then the template's sections.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
-use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::{Rcode, Zone};
 use crate::model::RecordId;
@@ -37,6 +38,8 @@ pub struct Template {
     pub body: Box<[u8]>,
     /// Where in `body` the additional section starts.
     pub additional_at: usize,
+    /// With `[dnssec]`: the same answer for a DO=1 query, RRSIGs and proofs included.
+    pub signed: Option<Box<Template>>,
 }
 
 /// What an NXDOMAIN of a zone carries: the negative SOA, its owner (the apex) written as
@@ -66,6 +69,10 @@ enum Entry {
         rrsets: Box<[(u16, Template)]>,
         /// NOERROR, no answer, SOA in authority.
         nodata: Template,
+        /// A dynamic name's NODATA to an A (resp. AAAA) query: the same, signed with a
+        /// proof that leaves A (resp. AAAA) out of the bitmap.
+        nodata_a: Option<Box<Template>>,
+        nodata_aaaa: Option<Box<Template>>,
     },
 }
 
@@ -95,7 +102,7 @@ impl WireIndex {
                 if super::best_zone(zones, name) != Some(zi) {
                     continue;
                 }
-                let entry = entry(zi, zone, name, node).unwrap_or(Entry::General);
+                let entry = entry(zones, zi, zone, name, node).unwrap_or(Entry::General);
                 index.names.insert(key(name), entry);
             }
         }
@@ -112,8 +119,15 @@ impl WireIndex {
                     any_type,
                     rrsets,
                     nodata,
+                    nodata_a,
+                    nodata_aaaa,
                     ..
                 } => {
+                    let nodata = match qtype {
+                        1 => nodata_a.as_deref().unwrap_or(nodata),
+                        28 => nodata_aaaa.as_deref().unwrap_or(nodata),
+                        _ => nodata,
+                    };
                     if let Some((_, t)) = rrsets.iter().find(|(t, _)| *t == qtype) {
                         Lookup::Static(t)
                     } else if let (Some(id), true) = (dynamic, *any_type || matches!(qtype, 1 | 28))
@@ -163,7 +177,7 @@ pub fn key(name: &Name) -> Box<[u8]> {
     k.into_boxed_slice()
 }
 
-fn entry(zi: usize, zone: &Zone, name: &Name, node: &super::Node) -> Option<Entry> {
+fn entry(zones: &[Zone], zi: usize, zone: &Zone, name: &Name, node: &super::Node) -> Option<Entry> {
     if zone.cut_above(name).is_some() || node.rrset(RecordType::CNAME).is_some() {
         return None;
     }
@@ -179,7 +193,7 @@ fn entry(zi: usize, zone: &Zone, name: &Name, node: &super::Node) -> Option<Entr
             return None;
         }
         let t = u16::from(*t);
-        rrsets.push((t, template(&lower, t, &res)?));
+        rrsets.push((t, template(zones, &lower, t, &res)?));
     }
     // A private-use type no node holds: the plain NODATA of this name.
     let probe = RecordType::Unknown(65280);
@@ -194,7 +208,24 @@ fn entry(zi: usize, zone: &Zone, name: &Name, node: &super::Node) -> Option<Entr
     if res.rcode != Rcode::NoError || !res.answers.is_empty() || res.dynamic.is_some() {
         return None;
     }
-    let nodata = template(&lower, 65280, &res)?;
+    let nodata = template(zones, &lower, 65280, &res)?;
+    let signed_for = |qtype: u16| {
+        let signed = signed(zones, &lower, qtype, &res)?;
+        Some(Box::new(Template {
+            signed: Some(Box::new(signed)),
+            ..encode(
+                &lower,
+                qtype,
+                &res.answers,
+                &res.authority,
+                &res.additionals,
+            )?
+        }))
+    };
+    let (nodata_a, nodata_aaaa) = match (node.dynamic, zone.signer()) {
+        (Some(_), Some(_)) => (signed_for(1), signed_for(28)),
+        _ => (None, None),
+    };
     let wildcard_below = name
         .prepend_label("*")
         .is_ok_and(|w| zone.nodes.contains_key(&w));
@@ -205,20 +236,76 @@ fn entry(zi: usize, zone: &Zone, name: &Name, node: &super::Node) -> Option<Entr
         any_type: node.any_type,
         rrsets: rrsets.into_boxed_slice(),
         nodata,
+        nodata_a,
+        nodata_aaaa,
     })
 }
 
-/// Encodes a reply to (`name`, `qtype`) with `res`'s sections and keeps what follows the
+/// The reply to (`name`, `qtype`) with `res`'s sections, and with `[dnssec]` its signed
+/// twin (`None` when a signature it needs is not precomputed: the general path then
+/// answers DO=1 queries).
+fn template(
+    zones: &[Zone],
+    name: &Name,
+    qtype: u16,
+    res: &super::Resolution<'_>,
+) -> Option<Template> {
+    let mut t = encode(name, qtype, &res.answers, &res.authority, &res.additionals)?;
+    if zone_signed(zones, name) {
+        t.signed = signed(zones, name, qtype, res).map(Box::new);
+    }
+    Some(t)
+}
+
+fn zone_signed(zones: &[Zone], name: &Name) -> bool {
+    super::zone_of(zones, name).is_some_and(|z| z.signer().is_some())
+}
+
+/// The DO=1 reply: `res`'s sections with their RRSIGs and proof.
+fn signed(
+    zones: &[Zone],
+    name: &Name,
+    qtype: u16,
+    res: &super::Resolution<'_>,
+) -> Option<Template> {
+    let (mut an, mut ns, mut ar) = (
+        res.answers.clone(),
+        res.authority.clone(),
+        res.additionals.clone(),
+    );
+    let empty = crate::dnssec::dynamic::DynSigs::default();
+    let src = crate::dnssec::reply::Sources {
+        zones,
+        dynamic: &empty,
+        fresh: None,
+        choice: None,
+    };
+    let sections = crate::dnssec::reply::Sections {
+        answers: &mut an,
+        authority: &mut ns,
+        additionals: &mut ar,
+    };
+    crate::dnssec::reply::secure(&src, name, RecordType::from(qtype), false, sections).ok()?;
+    encode(name, qtype, &an, &ns, &ar)
+}
+
+/// Encodes a reply to (`name`, `qtype`) with these sections and keeps what follows the
 /// question.
-fn template(name: &Name, qtype: u16, res: &super::Resolution<'_>) -> Option<Template> {
+fn encode(
+    name: &Name,
+    qtype: u16,
+    answers: &[Cow<'_, Record>],
+    authority: &[Cow<'_, Record>],
+    additionals: &[Cow<'_, Record>],
+) -> Option<Template> {
     let mut msg = Message::new(0, MessageType::Response, OpCode::Query);
     msg.add_query(Query::query(name.clone(), RecordType::from(qtype)));
-    msg.add_answers(res.answers.iter().map(|r| r.as_ref().clone()));
-    msg.add_authorities(res.authority.iter().map(|r| r.as_ref().clone()));
+    msg.add_answers(answers.iter().map(|r| r.as_ref().clone()));
+    msg.add_authorities(authority.iter().map(|r| r.as_ref().clone()));
     // Names are compressed only against earlier ones: the sections before the
     // additional one encode alike without it.
     let additional_at = msg.to_vec().ok()?.len();
-    msg.add_additionals(res.additionals.iter().map(|r| r.as_ref().clone()));
+    msg.add_additionals(additionals.iter().map(|r| r.as_ref().clone()));
     let bytes = msg.to_vec().ok()?;
     let question = 12 + key(name).len() + 4;
     let count = |i: usize| u16::from_be_bytes([bytes[i], bytes[i + 1]]);
@@ -226,6 +313,7 @@ fn template(name: &Name, qtype: u16, res: &super::Resolution<'_>) -> Option<Temp
         counts: [count(6), count(8), count(10)],
         body: bytes.get(question..)?.into(),
         additional_at: additional_at.checked_sub(question)?,
+        signed: None,
     })
 }
 

@@ -81,6 +81,7 @@ pub(super) fn model(when: WhenAllDown) -> Model {
         }],
         latency: LatencyTable::default(),
         cluster: None,
+        dnssec: None,
     }
 }
 
