@@ -59,6 +59,11 @@ impl Snapshot {
     /// Loads config and zones from disk and checks them against each other; every
     /// region starts up.
     pub fn load(config_path: &Path) -> Result<Snapshot, Diagnostics> {
+        Snapshot::load_at(config_path, SystemTime::now())
+    }
+
+    /// Like [`Snapshot::load`], with `[dnssec]` signatures of a run started at `now`.
+    pub fn load_at(config_path: &Path, now: SystemTime) -> Result<Snapshot, Diagnostics> {
         let model = config::load(config_path)?;
         let geo = match &model.server.geoip {
             // A reload comes through here too, so it always opens the file afresh: a
@@ -76,7 +81,7 @@ impl Snapshot {
             Some(cfg) => Some(Keyring::load(&cfg.keys).map_err(crate::dnssec::tool::key_errors)?),
             None => None,
         };
-        let mut snap = Snapshot::build_signed(model, files, keys.as_ref(), SystemTime::now())?;
+        let mut snap = Snapshot::build_signed(model, files, keys.as_ref(), now)?;
         if let Some(db) = &geo {
             snap.geo_maps = compile_geo(&snap.model, db);
             db.release_pages();

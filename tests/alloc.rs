@@ -66,11 +66,22 @@ fn allocations(f: impl FnOnce()) -> u64 {
 }
 
 fn query(name: &str, qtype: RecordType, ecs: Option<(&str, u8)>, edns: bool) -> Vec<u8> {
+    query_do(name, qtype, ecs, edns, false)
+}
+
+fn query_do(
+    name: &str,
+    qtype: RecordType,
+    ecs: Option<(&str, u8)>,
+    edns: bool,
+    dnssec_ok: bool,
+) -> Vec<u8> {
     let mut m = Message::new(0x1234, MessageType::Query, OpCode::Query);
     m.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
-    if edns || ecs.is_some() {
+    if edns || ecs.is_some() || dnssec_ok {
         let mut e = Edns::new();
         e.set_max_payload(1232);
+        e.set_dnssec_ok(dnssec_ok);
         if let Some((addr, prefix)) = ecs {
             let addr: IpAddr = addr.parse().unwrap();
             e.options_mut()
@@ -124,6 +135,32 @@ fn workload() -> Vec<(String, Vec<u8>)> {
     w
 }
 
+/// The workload with DO=1, for a signed deployment: everything but the names that do
+/// not exist (their compact denial is signed per name, on the general path).
+fn signed_workload() -> Vec<(String, Vec<u8>)> {
+    let mut w = Vec::new();
+    for (name, qtype) in everyday::EVERYDAY {
+        if !name.contains("nope.") {
+            w.push((
+                format!("{name} {qtype} DO"),
+                query_do(name, qtype, None, true, true),
+            ));
+        }
+    }
+    for name in ["www", "api", "edge", "db"] {
+        let name = format!("{name}.gslb.example.com");
+        for qtype in [RecordType::A, RecordType::AAAA] {
+            for ecs in SUBNETS {
+                w.push((
+                    format!("{name} {qtype} ecs={ecs:?} DO"),
+                    query_do(&name, qtype, Some(ecs), true, true),
+                ));
+            }
+        }
+    }
+    w
+}
+
 fn example() -> Snapshot {
     Snapshot::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("gslb.toml")).unwrap()
 }
@@ -163,19 +200,23 @@ fn with_dnstap_and_no_collector_the_udp_path_does_not_allocate() {
 /// Answers the workload from IPv4 and IPv6 (once to warm up, then `rounds` times),
 /// asserting that no answer allocates and that each is as expected.
 fn assert_no_allocations(shared: &Shared, rounds: u64) {
-    let work = workload();
+    assert_workload_does_not_allocate(shared, rounds, &workload());
+}
+
+fn assert_workload_does_not_allocate(shared: &Shared, rounds: u64, work: &[(String, Vec<u8>)]) {
+    let signed = work.iter().any(|(w, _)| w.ends_with(" DO"));
     let sources: [SocketAddr; 2] = [
         "127.0.0.1:40000".parse().unwrap(),
         "[::1]:40000".parse().unwrap(),
     ];
     let mut out = Vec::with_capacity(1232);
     // Warm up: thread-local caches (GeoIP decode cache, arc-swap's debt list) fill once.
-    for (_, msg) in &work {
+    for (_, msg) in work {
         for src in sources {
             answer_datagram(msg, src, shared, &mut out);
         }
     }
-    for (what, msg) in (0..rounds).flat_map(|_| &work) {
+    for (what, msg) in (0..rounds).flat_map(|_| work) {
         for src in sources {
             let n = allocations(|| answer_datagram(msg, src, shared, &mut out));
             assert_eq!(n, 0, "{what} from {src}: {n} allocations");
@@ -193,8 +234,39 @@ fn assert_no_allocations(shared: &Shared, rounds: u64) {
             if has_data.iter().any(|d| what.contains(d)) && !nx {
                 assert!(!reply.answers.is_empty(), "{what}");
             }
+            if signed {
+                // Every section's data is signed: an RRSIG in the answer, or with the
+                // NSEC of a NODATA in the authority section.
+                let rrsigs = reply
+                    .answers
+                    .iter()
+                    .chain(&reply.authorities)
+                    .filter(|r| r.record_type() == RecordType::RRSIG)
+                    .count();
+                assert!(rrsigs > 0, "{what}: no RRSIG");
+            }
         }
     }
+}
+
+#[test]
+fn signed_answers_to_do_queries_do_not_allocate() {
+    // The example deployment with [dnssec]: zones and GeoIP from the repository, a key
+    // made for this test.
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("gslb.toml"))
+        .unwrap()
+        .replace("\"zones\"", &format!("{:?}", root.join("zones")))
+        .replace(
+            "\"geoip/sample.mmdb\"",
+            &format!("{:?}", root.join("geoip/sample.mmdb")),
+        );
+    let config = dir.path().join("gslb.toml");
+    std::fs::write(&config, format!("{text}\n[dnssec]\nkeys = \"keys\"\n")).unwrap();
+    gslbd::dnssec::tool::keygen(&config, None).unwrap();
+    let shared = Snapshot::load(&config).unwrap().into_shared();
+    assert_workload_does_not_allocate(&shared, 1, &signed_workload());
 }
 
 #[test]

@@ -44,6 +44,10 @@ pub struct Fresh {
     pub hits: AtomicU64,
 }
 
+/// Process-wide totals of every cache (a reload or a renewal starts a new cache), for
+/// `/metrics`: made, capped, served from the cache.
+pub static TOTALS: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+
 impl std::fmt::Debug for Fresh {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Fresh")
@@ -86,13 +90,16 @@ impl Fresh {
         let slot = &self.slots[(self.hasher.hash_one(key) as usize) % self.slots.len()];
         if let Some(e) = slot.load().as_ref().filter(|e| *e.key == *key) {
             self.hits.fetch_add(1, Ordering::Relaxed);
+            TOTALS[2].fetch_add(1, Ordering::Relaxed);
             return Some(e.records.iter().cloned().collect());
         }
         if !self.take() {
             self.capped.fetch_add(1, Ordering::Relaxed);
+            TOTALS[1].fetch_add(1, Ordering::Relaxed);
             return None;
         }
         self.signed.fetch_add(1, Ordering::Relaxed);
+        TOTALS[0].fetch_add(1, Ordering::Relaxed);
         let records: Box<[Record]> = sign().into_boxed_slice();
         let out: Arc<[Record]> = records.iter().cloned().collect();
         slot.store(Some(Arc::new(Entry {

@@ -50,6 +50,10 @@ enum Event {
     Inspect {
         reply: oneshot::Sender<Monitor>,
     },
+    /// The current config's zones and dynamic answers signed again (DNSSEC renewal).
+    Resigned {
+        snapshot: Snapshot,
+    },
     Peer {
         url: String,
         view: Result<View, String>,
@@ -86,6 +90,9 @@ impl HealthService {
         publish(&state, &monitor, None);
         let (tx, rx) = mpsc::channel(1024);
         let service = HealthService { tx: tx.clone() };
+        if state.snapshot().signing.is_some() {
+            tokio::spawn(renew_signatures(state.clone(), tx.clone()));
+        }
         tokio::spawn(owner(state, monitor, probers, rx, tx, sem));
         service
     }
@@ -257,6 +264,11 @@ async fn owner(
                 Event::Inspect { reply } => {
                     let _ = reply.send(monitor.clone());
                 }
+                // Signed for the config still served (a reload in between signed anew).
+                Event::Resigned { snapshot } if Arc::ptr_eq(&snapshot.model, monitor.model()) => {
+                    publish(&state, &monitor, Some(snapshot));
+                }
+                Event::Resigned { .. } => {}
                 Event::Peer { url, view, at } => monitor.peer_view(&url, view, at),
                 Event::Stop => {
                     tasks.abort_all();
@@ -279,6 +291,46 @@ async fn owner(
                 (result, _) => result.map_err(DrainError::from),
             };
             let _ = reply.send(result);
+        }
+    }
+}
+
+/// How often the DNSSEC renewer looks at the signatures' age.
+const RENEW_CHECK: Duration = Duration::from_secs(60);
+
+/// With `[dnssec]`: signs every zone and dynamic answer again once the signatures are
+/// halfway through their validity, off the async threads, and hands the result to the
+/// owner (no restart, no reload). Ends with the owner.
+async fn renew_signatures(state: Shared, tx: mpsc::Sender<Event>) {
+    loop {
+        let snap = state.snapshot();
+        let due = snap
+            .signing
+            .as_ref()
+            .is_some_and(|s| s.epoch.due(SystemTime::now()));
+        if due {
+            let started = std::time::Instant::now();
+            let signed = tokio::task::spawn_blocking(move || snap.resigned(SystemTime::now()))
+                .await
+                .ok()
+                .flatten();
+            if let Some(snapshot) = signed {
+                let epoch = snapshot.signing.as_ref().map(|s| s.epoch);
+                info!(
+                    ms = started.elapsed().as_millis() as u64,
+                    expiration = epoch.map_or(0, |e| e.expiration),
+                    "DNSSEC signatures renewed"
+                );
+                if tx.send(Event::Resigned { snapshot }).await.is_err() {
+                    return;
+                }
+            }
+        } else {
+            drop(snap);
+        }
+        tokio::time::sleep(RENEW_CHECK).await;
+        if tx.is_closed() {
+            return;
         }
     }
 }

@@ -139,7 +139,50 @@ pub fn exposition(snap: &Snapshot, rt: &Runtime, monitor: Option<&Monitor>) -> S
             cluster(&mut out, m, peers);
         }
     }
+    if let Some(signing) = &snap.signing {
+        dnssec(&mut out, signing, snap.dyn_sigs.len());
+    }
     out
+}
+
+/// With `[dnssec]`: the signatures' validity and renewal, and signing on first use.
+fn dnssec(out: &mut String, signing: &crate::snapshot::Signing, dynamic: usize) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let e = &signing.epoch;
+    for (name, help, value) in [
+        (
+            "gslbd_dnssec_signed_timestamp_seconds",
+            "When the signatures served were made (they are renewed halfway through their validity).",
+            e.signed_at,
+        ),
+        (
+            "gslbd_dnssec_expiration_timestamp_seconds",
+            "When the signatures served expire (RRSIG expiration).",
+            u64::from(e.expiration),
+        ),
+        (
+            "gslbd_dnssec_dynamic_answers",
+            "Dynamic answers signed in advance for the current health.",
+            dynamic as u64,
+        ),
+    ] {
+        family(out, name, "gauge", help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+    let totals = &crate::dnssec::fresh::TOTALS;
+    family(
+        out,
+        "gslbd_dnssec_fresh_signatures_total",
+        "counter",
+        "Answers signed on first use (denials of names that do not exist, wildcard answers), by result: made, cached (served from the cache), capped (over the signing cap: SERVFAIL).",
+    );
+    for (i, result) in ["made", "capped", "cached"].iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "gslbd_dnssec_fresh_signatures_total{{result=\"{result}\"}} {}",
+            totals[i].load(Relaxed)
+        );
+    }
 }
 
 /// With `[cluster]`: each peer's freshness, and each target's votes and decided state.

@@ -153,6 +153,9 @@ impl Zones {
         let mut errors = Diagnostics::default();
         let mut zones: Vec<Zone> = Vec::with_capacity(files.len());
         for f in files {
+            if keys.is_some() {
+                refuse_presigned(&f, &mut errors);
+            }
             match Zone::from_file(f) {
                 Ok(z) => zones.push(z),
                 Err(d) => errors.push(d),
@@ -603,6 +606,39 @@ impl Zone {
                 }
             }
         }
+    }
+}
+
+/// With `[dnssec]`, gslbd makes every signature, key and proof itself: a zone file that
+/// brings its own (a pre-signed zone) would serve stale ones beside them.
+fn refuse_presigned(f: &ZoneFile, errors: &mut Diagnostics) {
+    use hickory_proto::rr::LowerName;
+    for r in &f.records {
+        let t = r.record_type();
+        let at_apex = r.name == f.origin;
+        let ours = matches!(
+            t,
+            RecordType::RRSIG | RecordType::NSEC | RecordType::NSEC3 | RecordType::NSEC3PARAM
+        ) || (at_apex
+            && matches!(
+                t,
+                RecordType::DNSKEY | RecordType::CDS | RecordType::CDNSKEY
+            ));
+        if !ours {
+            continue;
+        }
+        let mut d = Diagnostic::new(
+            &f.path,
+            format!(
+                "{} {t} record: with [dnssec] gslbd signs the zone itself and publishes its own \
+                 DNSKEY, CDS, CDNSKEY and NSEC records; remove it (the zone file holds unsigned data)",
+                r.name
+            ),
+        );
+        if let Some(line) = f.lines.get(&(LowerName::new(&r.name), t)) {
+            d = d.at(*line, 1);
+        }
+        errors.push(d);
     }
 }
 

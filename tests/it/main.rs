@@ -16,6 +16,7 @@ mod admin;
 mod cluster;
 mod cname_region;
 mod config_errors;
+mod dnssec_renew;
 mod dnstap;
 mod dynamic;
 mod example;
