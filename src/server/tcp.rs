@@ -6,7 +6,7 @@
 //!
 //! Slots: one client network (/24, /56) holds at most `tcp.max_per_client` connections
 //! (a further one is closed at once), and when `tcp.max_connections` are open a new
-//! connection takes the place of the one idle the longest (see [`table`]), so a client
+//! connection takes the place of the one idle the longest (see `tcp/table.rs`), so a client
 //! that keeps many connections alive cannot shut the others out of TCP, which they need
 //! after a truncated answer or a rate limiter's slip. The limits are read from the
 //! current snapshot at each accept, so a reload changes them: a lower `max_connections`
