@@ -4,14 +4,14 @@
 //! sockets bound to distinct 127.x.y.z source addresses (all of 127/8 is loopback).
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::Message;
 use hickory_proto::rr::RecordType;
 
 use crate::dns::{self, query};
-use crate::harness::{Deployment, Gslbd};
+use crate::harness::{Deployment, Gslbd, connect_from};
 use crate::http::get;
 use crate::{CONFIG, zone_text};
 
@@ -26,16 +26,6 @@ fn start_with(tcp: &str) -> crate::Fixture {
         server: Gslbd::start(&dep.config(), &["--admin", "127.0.0.1:0"]),
         dep,
     }
-}
-
-/// A TCP connection to `server` from the loopback address `src`.
-fn connect_from(src: [u8; 4], server: SocketAddr) -> TcpStream {
-    use socket2::{Domain, Socket, Type};
-    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    s.bind(&SocketAddr::from((Ipv4Addr::from(src), 0)).into())
-        .unwrap();
-    s.connect_timeout(&server.into(), dns::TIMEOUT).unwrap();
-    s.into()
 }
 
 /// True when a query sent over `c` is answered (false when the server closed it).
