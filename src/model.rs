@@ -195,6 +195,8 @@ pub struct RateLimit {
 pub struct TcpLimits {
     /// Open TCP connections allowed at once.
     pub max_connections: u32,
+    /// Open TCP connections allowed at once from one client network (/24, /56).
+    pub max_per_client: u32,
     /// Idle time after which a TCP connection is closed.
     pub idle_timeout: Duration,
 }
@@ -203,6 +205,7 @@ impl Default for TcpLimits {
     fn default() -> Self {
         TcpLimits {
             max_connections: 1024,
+            max_per_client: 64,
             idle_timeout: Duration::from_secs(10),
         }
     }

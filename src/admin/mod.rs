@@ -7,11 +7,13 @@
 //! otherwise come from loopback only (see [`authorize`]).
 //!
 //! Robustness: one request per connection (no keep-alive, so no idle sockets to
-//! manage), at most [`MAX_CONNECTIONS`] at once, headers within [`REQUEST_TIMEOUT`], each
-//! request answered within [`REQUEST_TIMEOUT`] and each connection closed after
-//! [`CONNECTION_LIMIT`], request bodies over [`MAX_BODY`] refused. Mutating operations
-//! run in their own task, so a client that hangs up or times out never leaves a reload
-//! or drain half-done.
+//! manage), at most [`MAX_CONNECTIONS`] at once and [`MAX_PER_CLIENT`] from one address,
+//! with room made for a fresh client when all are taken (see `slots.rs`), headers within
+//! [`HEADER_TIMEOUT`], each request answered within [`REQUEST_TIMEOUT`] and each
+//! connection closed after [`CONNECTION_LIMIT`], request bodies over [`MAX_BODY`]
+//! refused. So sockets that never send a whole request cannot keep `/healthz` or a
+//! drain out. Mutating operations run in their own task, so a client that hangs up or
+//! times out (or is closed to make room) never leaves a reload or drain half-done.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -32,7 +34,6 @@ use hyper_util::server::graceful::GracefulShutdown;
 use ipnet::IpNet;
 use serde::Serialize;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
 use crate::control::{ClusterReport, Control, RegionReport, ReloadError};
@@ -40,18 +41,24 @@ use crate::health::DrainError;
 
 mod auth;
 mod route;
+mod slots;
 
 pub use auth::authorize;
 use route::{Endpoint, ExplainQuery};
 
 /// Largest request body accepted (no endpoint takes one; this only bounds what is read).
 pub const MAX_BODY: usize = 64 * 1024;
-/// Time allowed for a request's headers to arrive, and for its answer to be computed.
+/// Time allowed for a request's headers to arrive, from the connection's accept: a
+/// script or scraper sends them at once; a slot held longer is held on purpose.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
+/// Time allowed for a request's answer to be computed.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Hard limit on a connection's life, so a client that reads slowly cannot hold it.
 pub const CONNECTION_LIMIT: Duration = Duration::from_secs(30);
-/// Connections served at once; further ones wait in the listen backlog.
+/// Connections served at once.
 pub const MAX_CONNECTIONS: usize = 64;
+/// Connections served at once from one client address; further ones are closed at once.
+pub const MAX_PER_CLIENT: usize = 8;
 /// How long shutdown waits for requests in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -78,13 +85,9 @@ pub async fn serve(
 ) -> io::Result<()> {
     let api = Arc::new(Api { control });
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(slots::Slots::default());
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
-            () = &mut shutdown => break,
-        };
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
@@ -97,6 +100,18 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let slot = match slots.admit(peer.ip()) {
+            Ok((slot, made_room)) => {
+                if made_room {
+                    debug!("admin HTTP: closed another client's oldest connection for {peer}");
+                }
+                slot
+            }
+            Err(why) => {
+                debug!("admin HTTP: connection from {peer} closed at once: {why:?}");
+                continue;
+            }
+        };
         let api = api.clone();
         let service = service_fn(move |req| {
             let api = api.clone();
@@ -104,17 +119,21 @@ pub async fn serve(
         });
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
-            .header_read_timeout(REQUEST_TIMEOUT)
+            .header_read_timeout(HEADER_TIMEOUT)
             .keep_alive(false)
             .serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
-            let _permit = permit;
-            match tokio::time::timeout(CONNECTION_LIMIT, conn).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => debug!("admin HTTP: connection from {peer}: {e}"),
-                Err(_) => {
-                    debug!("admin HTTP: connection from {peer} cut after {CONNECTION_LIMIT:?}")
+            tokio::select! {
+                r = tokio::time::timeout(CONNECTION_LIMIT, conn) => match r {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => debug!("admin HTTP: connection from {peer}: {e}"),
+                    Err(_) => {
+                        debug!("admin HTTP: connection from {peer} cut after {CONNECTION_LIMIT:?}")
+                    }
+                },
+                () = slot.closed() => {
+                    debug!("admin HTTP: connection from {peer} closed to make room for another client");
                 }
             }
         });

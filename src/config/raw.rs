@@ -146,6 +146,7 @@ pub(crate) struct RawRateLimit {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawTcp {
     pub(crate) max_connections: Option<Int>,
+    pub(crate) max_per_client: Option<Int>,
     pub(crate) idle_timeout: Option<Str>,
 }
 

@@ -86,6 +86,11 @@ pub(crate) fn server(cx: &mut Ctx<'_>, raw: &RawServer, base: &Path) -> Server {
         let max = cx.int(m, "server.tcp.max_connections", 1..=1_000_000, "");
         tcp.max_connections = max.unwrap_or(tcp.max_connections);
     }
+    if let Some(m) = &raw.tcp.max_per_client {
+        let key = "server.tcp.max_per_client";
+        let max = cx.int(m, key, 1..=1_000_000, "connections from one /24 or /56");
+        tcp.max_per_client = max.unwrap_or(tcp.max_per_client);
+    }
     if let Some(d) = &raw.tcp.idle_timeout {
         let idle = cx.duration(d, "server.tcp.idle_timeout");
         tcp.idle_timeout = idle.unwrap_or(tcp.idle_timeout);

@@ -52,8 +52,11 @@ pub struct QueryCounters {
     pub reloads_failed: AtomicU64,
     /// UDP datagrams dropped without an answer (too short, QR=1, port 0).
     pub dropped: AtomicU64,
-    /// TCP connections closed at once because `tcp.max_connections` were open.
+    /// TCP connections closed at once: their client network held `tcp.max_per_client`,
+    /// or `tcp.max_connections` were open and none was idle.
     pub tcp_refused: AtomicU64,
+    /// Idle TCP connections closed to make room for a new one (`tcp.max_connections`).
+    pub tcp_idle_closed: AtomicU64,
 }
 
 impl Default for QueryCounters {
@@ -64,6 +67,7 @@ impl Default for QueryCounters {
             reloads_failed: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             tcp_refused: AtomicU64::new(0),
+            tcp_idle_closed: AtomicU64::new(0),
         }
     }
 }
@@ -125,12 +129,23 @@ impl QueryCounters {
             out,
             "gslbd_tcp_refused_total",
             "counter",
-            "TCP connections closed at once because server.tcp.max_connections were open.",
+            "TCP connections closed at once: their client network held server.tcp.max_per_client, or server.tcp.max_connections were open and none was idle.",
         );
         let _ = writeln!(
             out,
             "gslbd_tcp_refused_total {}",
             self.tcp_refused.load(Relaxed)
+        );
+        family(
+            out,
+            "gslbd_tcp_idle_closed_total",
+            "counter",
+            "Idle TCP connections closed to make room for a new one when server.tcp.max_connections were open.",
+        );
+        let _ = writeln!(
+            out,
+            "gslbd_tcp_idle_closed_total {}",
+            self.tcp_idle_closed.load(Relaxed)
         );
         family(
             out,
@@ -175,5 +190,6 @@ mod tests {
         assert_eq!(q.total(), 4);
         assert!(s.contains("# TYPE gslbd_queries_total counter"));
         assert!(s.contains("gslbd_tcp_refused_total 0\n"), "{s}");
+        assert!(s.contains("gslbd_tcp_idle_closed_total 0\n"), "{s}");
     }
 }

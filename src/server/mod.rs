@@ -45,8 +45,16 @@ pub async fn run(
     let workers = udp::spawn_workers(sockets.udp, &state, &stop)?;
     let (tcp_stop, tcp_stopped) = tokio::sync::watch::channel(false);
     let mut tcp_tasks = tokio::task::JoinSet::new();
+    // One table for every listener: the limits are on the server's connections.
+    let tcp_table = Arc::new(tcp::Table::default());
     for listener in sockets.tcp {
-        tcp_tasks.spawn(tcp::serve(listener, state.clone(), tcp_stopped.clone()));
+        let table = tcp_table.clone();
+        tcp_tasks.spawn(tcp::serve(
+            listener,
+            table,
+            state.clone(),
+            tcp_stopped.clone(),
+        ));
     }
     shutdown.await;
     info!("shutting down");

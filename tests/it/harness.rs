@@ -239,6 +239,22 @@ impl Drop for Gslbd {
     }
 }
 
+/// A TCP connection to `server` from the loopback address `src` (all of 127/8 is
+/// loopback on Linux): clients of distinct addresses and networks, for per-client limits.
+pub fn connect_from(src: [u8; 4], server: SocketAddr) -> std::net::TcpStream {
+    try_connect_from(src, server)
+        .unwrap_or_else(|e| panic!("connect from {src:?} to {server}: {e}"))
+}
+
+/// [`connect_from`], failing after 2 s (e.g. when the server's listen backlog is full).
+pub fn try_connect_from(src: [u8; 4], server: SocketAddr) -> std::io::Result<std::net::TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    s.bind(&SocketAddr::from((std::net::Ipv4Addr::from(src), 0)).into())?;
+    s.connect_timeout(&server.into(), Duration::from_secs(2))?;
+    Ok(s.into())
+}
+
 fn addr_after(line: &str, marker: &str) -> Option<SocketAddr> {
     let rest = &line[line.find(marker)? + marker.len()..];
     rest.split_whitespace().next()?.parse().ok()

@@ -59,7 +59,20 @@ pub fn post(addr: SocketAddr, path: &str) -> Reply {
 
 /// Sends raw bytes and parses whatever comes back before the server closes.
 pub fn raw(addr: SocketAddr, bytes: &[u8]) -> Reply {
-    let mut s = TcpStream::connect(addr).expect("connect to the admin API");
+    exchange(
+        TcpStream::connect(addr).expect("connect to the admin API"),
+        bytes,
+    )
+}
+
+/// `GET path` over a connection from the loopback address `src`.
+pub fn get_from(src: [u8; 4], addr: SocketAddr, path: &str) -> Reply {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    exchange(crate::harness::connect_from(src, addr), req.as_bytes())
+}
+
+/// Sends `bytes` over `s` and parses whatever comes back before the server closes.
+fn exchange(mut s: TcpStream, bytes: &[u8]) -> Reply {
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     s.write_all(bytes).unwrap();
     let mut buf = Vec::new();

@@ -13,6 +13,7 @@ mod rng;
 mod smaps;
 
 mod admin;
+mod admin_slots;
 mod cluster;
 mod cname_region;
 mod config_errors;

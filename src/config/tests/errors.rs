@@ -180,6 +180,11 @@ fn integer_ranges() {
         e,
         "gslb.toml:2:19: server.tcp.max_connections: must be between 1 and 1000000, got 0"
     );
+    let e = err("[server]\ntcp = { max_per_client = 0 }\n");
+    assert_eq!(
+        e,
+        "gslb.toml:2:26: server.tcp.max_per_client: must be between 1 and 1000000 (connections from one /24 or /56), got 0"
+    );
     let e = err("[server]\nrate_limit = { responses_per_second = 0 }\n");
     assert!(
         e.starts_with("gslb.toml:2:39: server.rate_limit.responses_per_second: must be between 1"),

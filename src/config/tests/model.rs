@@ -214,12 +214,19 @@ fn partial_tables_keep_the_other_defaults() {
     );
     let tcp = TcpLimits {
         max_connections: 1024,
+        max_per_client: 64,
         idle_timeout: Duration::from_secs(60),
     };
     assert_eq!(m.server.tcp, tcp);
     assert_eq!(m.defaults.probe.rise, 5);
     let t = m.regions[0].probe.as_ref().unwrap().timing;
     assert_eq!((t.rise, t.fall, t.interval), (5, 9, Duration::from_secs(5)));
+    let m = ok("[server.tcp]\nmax_per_client = 5\n");
+    let tcp = TcpLimits {
+        max_per_client: 5,
+        ..TcpLimits::default()
+    };
+    assert_eq!(m.server.tcp, tcp);
 }
 
 #[test]
