@@ -52,15 +52,22 @@ WORKLOADS = [
     ("geo-ecs-mix", None, True, True),
     ("weighted", "api.gslb.example.com A\n", False, False),
     ("nxdomain", "nope.gslb.example.com A\n", False, True),
+    # The geo+ECS mix with DO=1: served by gslbd unsigned and by gslbd-signed ([dnssec]),
+    # whose answers carry precomputed RRSIGs (see --dnssec).
+    ("geo-ecs-mix-do", None, True, False),
 ]
+
+# Workloads the signed gslbd (port 5311) runs; the others are unsigned-only.
+SIGNED_WORKLOADS = {"geo-ecs-mix-do"}
 
 
 def sh(*args, **kw):
     return subprocess.run(args, check=True, **kw)
 
 
-def ecs_queries(path: Path, n: int = 4096) -> None:
-    """dnsperf -B input: length-prefixed queries for www with ECS /24s from all continents."""
+def ecs_queries(path: Path, n: int = 4096, dnssec_ok: bool = False) -> None:
+    """dnsperf -B input: length-prefixed queries for www with ECS /24s from all continents
+    (with the DO bit when `dnssec_ok`)."""
     rnd = random.Random(7)
     # Networks of geoip/sample.csv (by continent), plus unknown space (default).
     pools = [
@@ -83,10 +90,21 @@ def ecs_queries(path: Path, n: int = 4096) -> None:
             octets = parts[:3]
         qname = b"".join(bytes([len(l)]) + l for l in [b"www", b"gslb", b"example", b"com"]) + b"\0"
         ecs = struct.pack("!HBB", 1, 24, 0) + bytes(octets)
-        opt = b"\0" + struct.pack("!HHIH", 41, 1232, 0, 4 + len(ecs)) + struct.pack("!HH", 8, len(ecs)) + ecs
+        flags = 0x8000 if dnssec_ok else 0
+        opt = b"\0" + struct.pack("!HHIH", 41, 1232, flags, 4 + len(ecs)) + struct.pack("!HH", 8, len(ecs)) + ecs
         msg = struct.pack("!HHHHHH", i & 0xFFFF, 0, 1, 0, 0, 1) + qname + struct.pack("!HH", 1, 1) + opt
         out += struct.pack("!H", len(msg)) + msg
     path.write_bytes(bytes(out))
+
+
+def gslbd_signed_files(run: Path, port: int) -> list:
+    """The same deployment with [dnssec] and a key made for the run."""
+    cmd = gslbd_files(run, port)
+    config = run / "gslb.toml"
+    config.write_text(config.read_text() + '\n[dnssec]\nkeys = "keys"\n')
+    sh(str(REPO / "target/release/gslbd"), "dnssec", "keygen", "--config", str(config),
+       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return cmd
 
 
 def gslbd_files(run: Path, port: int) -> list:
@@ -246,24 +264,31 @@ def run_all(servers: list, qdir: Path, seconds: int, repeat: int) -> dict:
                 for name, _, port in order:
                     if name == "gdnsd" and not gdnsd_ok:
                         continue
+                    if name == "gslbd-signed" and wname not in SIGNED_WORKLOADS:
+                        continue
                     got[name] = measure(procs[name], port, qfile, binary, seconds)
                     runs[name].append(got[name])
                 if "gslbd" in got and "gdnsd" in got:
                     ratios.append(got["gslbd"]["per_cpu_s"] / got["gdnsd"]["per_cpu_s"])
+                if "gslbd" in got and "gslbd-signed" in got:
+                    # Signed over unsigned, per CPU-second, in the same round.
+                    ratios.append(got["gslbd-signed"]["per_cpu_s"] / got["gslbd"]["per_cpu_s"])
             for name, rs in runs.items():
                 if not rs:
                     continue
                 rs.sort(key=lambda r: r["per_cpu_s"])
                 best = rs[len(rs) // 2]
-                if name == "gslbd" and ratios:
+                ratio_owner = "gslbd-signed" if wname in SIGNED_WORKLOADS else "gslbd"
+                if name == ratio_owner and ratios:
                     ratios.sort()
                     best["ratios"] = ratios
                 results[name][wname] = best
-                print(f"  {name:6} {wname:12} {best['qps']:10.0f} q/s  {best['per_cpu_s']:10.0f} q/cpu-s  "
+                print(f"  {name:12} {wname:14} {best['qps']:10.0f} q/s  {best['per_cpu_s']:10.0f} q/cpu-s  "
                       f"sys {100 * best['sys_share']:.0f} %  avg {best['avg_ms']:.3f} ms  "
                       f"p99 {best['p99_ms']:.3f} ms  lost {best['lost']}", file=sys.stderr)
             if ratios:
-                print(f"  gslbd/gdnsd per CPU-s, round by round: {' '.join(f'{r:.2f}' for r in ratios)}",
+                what = "signed/unsigned gslbd" if wname in SIGNED_WORKLOADS else "gslbd/gdnsd"
+                print(f"  {what} per CPU-s, round by round: {' '.join(f'{r:.2f}' for r in ratios)}",
                       file=sys.stderr)
         return results
     finally:
@@ -276,6 +301,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--repeat", type=int, default=1, help="runs per workload and server; the median is kept")
     ap.add_argument("--only", choices=["gslbd", "gdnsd"])
+    ap.add_argument("--dnssec", action="store_true",
+                    help="also run gslbd with [dnssec] (geo-ecs-mix-do; on by default when that workload is chosen)")
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--workloads", help="comma-separated subset, e.g. geo-ecs-mix")
     ap.add_argument("--geoip", type=Path, help="the GeoIP database both servers read (default geoip/sample.mmdb)")
@@ -300,19 +327,22 @@ def main() -> None:
         qdir.mkdir()
         for wname, text, binary, _ in WORKLOADS:
             if binary:
-                ecs_queries(qdir / (wname + ".bin"))
+                ecs_queries(qdir / (wname + ".bin"), dnssec_ok=wname.endswith("-do"))
             else:
                 (qdir / (wname + ".txt")).write_text(text)
         servers = []
         if args.only != "gdnsd":
             servers.append(("gslbd", gslbd_files(tmp / "gslbd", 5310), 5310))
+        signed = args.dnssec or any(w[0] in SIGNED_WORKLOADS for w in WORKLOADS)
+        if args.only != "gdnsd" and signed:
+            servers.append(("gslbd-signed", gslbd_signed_files(tmp / "gslbd-signed", 5311), 5311))
         if args.only != "gslbd":
             if shutil.which("gdnsd"):
                 servers.append(("gdnsd", gdnsd_files(tmp / "gdnsd", 5301), 5301))
             else:
                 print("gdnsd not installed: apt-get install gdnsd to compare", file=sys.stderr)
         results = run_all(servers, qdir, args.seconds, args.repeat)
-    print("\n| workload | server | queries/s | queries per server-CPU-s | kernel share of CPU | avg ms | p99 ms | lost | gslbd/gdnsd per CPU-s: median round (range) |")
+    print("\n| workload | server | queries/s | queries per server-CPU-s | kernel share of CPU | avg ms | p99 ms | lost | gslbd/gdnsd (signed/unsigned for -do) per CPU-s: median round (range) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for wname, *_ in WORKLOADS:
         for name in results:

@@ -397,3 +397,40 @@ fn cname_region_mistakes() {
         assert!(got.starts_with(want), "{text}\n got: {got}\nwant: {want}");
     }
 }
+
+#[test]
+fn dnssec_section() {
+    let m = super::ok("[dnssec]\n");
+    let d = m.dnssec.expect("[dnssec]");
+    assert_eq!(d.keys, std::path::Path::new("/etc/gslb/keys"));
+    assert_eq!(d.algorithm, crate::dnssec::Algorithm::EcdsaP256Sha256);
+    assert_eq!(d.validity, crate::dnssec::DEFAULT_VALIDITY);
+    let m = super::ok("[dnssec]\nkeys = \"/var/lib/gslbd/keys\"\nalgorithm = \"ED25519\"\nvalidity = \"30d\"\n");
+    let d = m.dnssec.unwrap();
+    assert_eq!(d.keys, std::path::Path::new("/var/lib/gslbd/keys"));
+    assert_eq!(d.algorithm, crate::dnssec::Algorithm::Ed25519);
+    assert_eq!(d.validity.as_secs(), 30 * 86400);
+    assert_eq!(super::ok("").dnssec, None);
+    let cases = [
+        (
+            "[dnssec]\nalgorithm = \"rsasha256\"\n",
+            "gslb.toml:2:13: dnssec.algorithm: unknown algorithm \"rsasha256\": ecdsap256sha256 (13, the default) or ed25519 (15)",
+        ),
+        (
+            "[dnssec]\nvalidity = \"1h\"\n",
+            "gslb.toml:2:12: dnssec.validity: validity \"1h\" is too short (at least 2h: signatures are renewed halfway)",
+        ),
+        (
+            "[dnssec]\nvalidity = \"365d\"\n",
+            "gslb.toml:2:12: dnssec.validity: validity \"365d\" is too long (at most 90d)",
+        ),
+        (
+            "[dnssec]\nkeys = \"\"\n",
+            "gslb.toml:2:8: dnssec.keys: must not be empty",
+        ),
+    ];
+    for (text, want) in cases {
+        assert_eq!(super::err(text), want, "{text}");
+    }
+    assert!(super::err("[dnssec]\nkey = \"k\"\n").contains("unknown key `key`, expected one of `keys`"));
+}
