@@ -98,6 +98,9 @@ enum DnssecCommand {
         /// `dnssec.algorithm`.
         #[arg(long, value_name = "ALG", value_parser = parse_algorithm)]
         algorithm: Option<gslbd::dnssec::Algorithm>,
+        /// Add one more key to every zone, beside the keys it has (to roll a key).
+        #[arg(long)]
+        add: bool,
     },
     /// Print each zone's DS record (SHA-256) in zone-file format, one per line.
     Ds {
@@ -279,8 +282,12 @@ fn explain_locally(
 
 fn dnssec(command: DnssecCommand) -> ExitCode {
     let (config, lines) = match command {
-        DnssecCommand::Keygen { config, algorithm } => {
-            let done = gslbd::dnssec::tool::keygen(&config, algorithm).map(|g| {
+        DnssecCommand::Keygen {
+            config,
+            algorithm,
+            add,
+        } => {
+            let done = gslbd::dnssec::tool::keygen(&config, algorithm, add).map(|g| {
                 for path in &g.written {
                     eprintln!("wrote {}", path.display());
                 }

@@ -264,7 +264,7 @@ fn signed_answers_to_do_queries_do_not_allocate() {
         );
     let config = dir.path().join("gslb.toml");
     std::fs::write(&config, format!("{text}\n[dnssec]\nkeys = \"keys\"\n")).unwrap();
-    gslbd::dnssec::tool::keygen(&config, None).unwrap();
+    gslbd::dnssec::tool::keygen(&config, None, false).unwrap();
     let shared = Snapshot::load(&config).unwrap().into_shared();
     assert_workload_does_not_allocate(&shared, 1, &signed_workload());
 }

@@ -20,15 +20,20 @@ pub struct Generated {
 }
 
 /// Writes a key for every zone of the config's `zones/` that has none, with `algorithm`
-/// (else `dnssec.algorithm`); leaves existing keys alone.
-pub fn keygen(config: &Path, algorithm: Option<Algorithm>) -> Result<Generated, Diagnostics> {
+/// (else `dnssec.algorithm`); leaves existing keys alone. With `add`, every zone gets one
+/// more key, beside those it has (the first step of a key roll).
+pub fn keygen(
+    config: &Path,
+    algorithm: Option<Algorithm>,
+    add: bool,
+) -> Result<Generated, Diagnostics> {
     let (model, apexes, ring) = load(config)?;
     let cfg = model.dnssec.as_ref().expect("checked by load");
     let algorithm = algorithm.unwrap_or(cfg.algorithm);
     let mut written = Vec::new();
     let mut ring = ring;
     for apex in &apexes {
-        if !ring.zone(apex).is_empty() {
+        if !add && !ring.zone(apex).is_empty() {
             continue;
         }
         let key = Keyring::generate(&cfg.keys, apex, algorithm)

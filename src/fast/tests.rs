@@ -40,7 +40,7 @@ fn signed_example() -> (tempfile::TempDir, Snapshot) {
         );
     let config = dir.path().join("gslb.toml");
     std::fs::write(&config, format!("{text}\n[dnssec]\nkeys = \"keys\"\n")).unwrap();
-    crate::dnssec::tool::keygen(&config, None).unwrap();
+    crate::dnssec::tool::keygen(&config, None, false).unwrap();
     let snap = Snapshot::load(&config).expect("signed example loads");
     (dir, snap)
 }

@@ -41,7 +41,7 @@ async fn inception(udp: std::net::SocketAddr) -> u32 {
 async fn signatures_halfway_through_their_validity_are_renewed_while_serving() {
     let config = format!("{CONFIG}\n[dnssec]\nkeys = \"keys\"\nvalidity = \"14d\"\n");
     let dep = Deployment::new(&config, &[("gslb.test.zone", &zone_text())]);
-    let made = dnssec::tool::keygen(&dep.config(), None).unwrap();
+    let made = dnssec::tool::keygen(&dep.config(), None, false).unwrap();
     assert_eq!(made.written.len(), 1);
     let now = SystemTime::now();
     let eight_days_ago = now - Duration::from_secs(8 * 24 * 3600);

@@ -405,7 +405,9 @@ fn dnssec_section() {
     assert_eq!(d.keys, std::path::Path::new("/etc/gslb/keys"));
     assert_eq!(d.algorithm, crate::dnssec::Algorithm::EcdsaP256Sha256);
     assert_eq!(d.validity, crate::dnssec::DEFAULT_VALIDITY);
-    let m = super::ok("[dnssec]\nkeys = \"/var/lib/gslbd/keys\"\nalgorithm = \"ED25519\"\nvalidity = \"30d\"\n");
+    let m = super::ok(
+        "[dnssec]\nkeys = \"/var/lib/gslbd/keys\"\nalgorithm = \"ED25519\"\nvalidity = \"30d\"\n",
+    );
     let d = m.dnssec.unwrap();
     assert_eq!(d.keys, std::path::Path::new("/var/lib/gslbd/keys"));
     assert_eq!(d.algorithm, crate::dnssec::Algorithm::Ed25519);
@@ -432,5 +434,7 @@ fn dnssec_section() {
     for (text, want) in cases {
         assert_eq!(super::err(text), want, "{text}");
     }
-    assert!(super::err("[dnssec]\nkey = \"k\"\n").contains("unknown key `key`, expected one of `keys`"));
+    assert!(
+        super::err("[dnssec]\nkey = \"k\"\n").contains("unknown key `key`, expected one of `keys`")
+    );
 }
