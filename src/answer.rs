@@ -113,8 +113,9 @@ fn respond<'s>(
         return Reply::with_rcode(ResponseCode::Refused, true);
     }
     match qtype {
-        // OPT is a pseudo-type that cannot be asked for.
+        // OPT is a pseudo-type that cannot be asked for, nor is NXNAME (RFC 9824 §3.5).
         RecordType::OPT => return Reply::with_rcode(ResponseCode::FormErr, true),
+        RecordType::Unknown(128) => return Reply::with_rcode(ResponseCode::FormErr, true),
         // No zone transfers are offered.
         RecordType::AXFR | RecordType::IXFR => {
             return Reply::with_rcode(ResponseCode::Refused, true);
@@ -126,16 +127,23 @@ fn respond<'s>(
         return Reply::with_rcode(ResponseCode::Refused, true);
     };
     let mut reply = fill(res, snap, q, request.src().ip(), rnd, trace);
-    if q.edns.is_some_and(|e| e.dnssec_ok) {
-        secure(&mut reply, query.name(), qtype, snap);
+    if let Some(e) = q.edns.filter(|e| e.dnssec_ok) {
+        secure(&mut reply, query.name(), qtype, snap, e.compact_ok);
     }
     reply
 }
 
 /// With `[dnssec]`, for a DO=1 query: adds the RRSIGs and proofs ([`crate::dnssec::reply`]).
 /// A name that does not exist is answered NOERROR with its NXNAME proof (RFC 9824
-/// compact denial); a signature over the cap of signing on first use is SERVFAIL.
-fn secure<'s>(reply: &mut Reply<'s>, qname: &Name, qtype: RecordType, snap: &'s Snapshot) {
+/// compact denial), NXDOMAIN when the query set CO (`compact_ok`); a signature over the
+/// cap of signing on first use is SERVFAIL.
+fn secure<'s>(
+    reply: &mut Reply<'s>,
+    qname: &Name,
+    qtype: RecordType,
+    snap: &'s Snapshot,
+    compact_ok: bool,
+) {
     let Some(signing) = &snap.signing else {
         return;
     };
@@ -156,7 +164,7 @@ fn secure<'s>(reply: &mut Reply<'s>, qname: &Name, qtype: RecordType, snap: &'s 
         additionals: &mut reply.additionals,
     };
     match crate::dnssec::reply::secure(&src, qname, qtype, nxdomain, sections) {
-        Ok(()) if nxdomain => reply.rcode = ResponseCode::NoError,
+        Ok(()) if nxdomain && !compact_ok => reply.rcode = ResponseCode::NoError,
         Ok(()) => {}
         Err(_) => {
             let echo = reply.echo_question;

@@ -73,6 +73,7 @@ pub fn describe(request: &Request, tcp: bool) -> Query {
     let edns = request.edns.as_ref().map(|e| Edns {
         payload: e.max_payload(),
         dnssec_ok: e.flags().dnssec_ok,
+        compact_ok: e.flags().z & 0x4000 != 0,
         ecs: match e.option(EdnsCode::Subnet) {
             Some(EdnsOption::Subnet(cs)) => Some(Ecs {
                 source: cs.source_prefix(),

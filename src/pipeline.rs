@@ -53,6 +53,9 @@ pub struct Edns {
     pub payload: u16,
     /// The DO bit.
     pub dnssec_ok: bool,
+    /// The CO bit (RFC 9824 §4, Compact Answers OK): a DO=1 client that takes NXDOMAIN
+    /// with a compact-denial proof.
+    pub compact_ok: bool,
     /// The Client Subnet option.
     pub ecs: Option<Ecs>,
 }
@@ -259,6 +262,10 @@ fn write_opt(e: &Edns, rcode: u16, scope: Option<u8>, out: &mut Vec<u8>) {
     buf[5] = (rcode >> 4) as u8;
     if e.dnssec_ok {
         buf[7] = 0x80;
+        // CO is echoed to a DO=1 query that set it (RFC 9824 §4).
+        if e.compact_ok {
+            buf[7] |= 0x40;
+        }
     }
     let (Some(ecs), Some(scope)) = (e.ecs, scope) else {
         out.extend_from_slice(&buf[..11]);

@@ -122,6 +122,7 @@ fn opt(msg: &[u8], at: usize) -> Option<(Edns, usize)> {
     }
     let payload = u16::from_be_bytes([rr[3], rr[4]]);
     let dnssec_ok = rr[7] & 0x80 != 0;
+    let compact_ok = rr[7] & 0x40 != 0;
     let start = at + 11;
     let end = start + usize::from(u16::from_be_bytes([rr[9], rr[10]]));
     let mut rdata = msg.get(start..end)?;
@@ -149,6 +150,7 @@ fn opt(msg: &[u8], at: usize) -> Option<(Edns, usize)> {
         Edns {
             payload,
             dnssec_ok,
+            compact_ok,
             ecs,
         },
         end,
