@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""gslbd's benchmark: dnsperf against the release build, side by side with gdnsd.
+"""gslbd's benchmark: dnsperf against the release build, side by side with gdnsd and Knot.
 
     python3 bench/run.py                  # build, run every workload 10 s, print the table
     python3 bench/run.py --seconds 5 --repeat 3 --only gslbd
@@ -17,7 +17,23 @@ per CPU-second) is kept, and the ratio column gives the median of the N side-by-
 rounds with their range: on a shared VM the same server varies by ±10 % from one run
 to the next, and pairing runs made a few seconds apart cancels the slow part of that.
 Both read geoip/sample.mmdb (or --geoip FILE, e.g. a full country or City database);
-neither runs health checks, so both measure the query path only. Needs Linux, python3, taskset, dnsperf.
+neither runs health checks, so both measure the query path only.
+
+DNSSEC: geo-ecs-mix-do is the geo+ECS mix with the DO bit, served by gslbd unsigned, by
+gslbd-signed (the same deployment with [dnssec] and a key made for the run) and, when
+Knot and its GeoIP module are installed (apt-get install knot knot-module-geoip), by
+knotd 3.x: the same zone signed by Knot (a CSK, ECDSA P-256, NSEC, keys made with keymgr
+before the start), and mod-geoip in geodb mode on the same database with `dnssec: on`
+and EDNS Client Subnet, mapping www by continent as gslbd does (EU, AF -> eu-west; AS,
+OC -> ap-south; the rest, and addresses not in the DB, get the zone's own www record,
+us-east). Knot signs each geo answer once when the module loads, so neither server signs
+on the query path. Knot runs one UDP worker, one TCP worker and one background worker
+(gslbd: workers = 1), pinned to CPU 0 like the others. The table gets, per round, signed
+over unsigned gslbd and gslbd-signed over Knot, per CPU-second.
+
+    python3 bench/run.py --workloads geo-ecs-mix-do --repeat 5 --seconds 6
+
+Needs Linux, python3, taskset, dnsperf.
 """
 import argparse
 import os
@@ -36,6 +52,7 @@ REPO = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
 TICK = os.sysconf("SC_CLK_TCK")
 GEOIP = REPO / "geoip/sample.mmdb"  # --geoip replaces it
+GSLBD = REPO / "target/release/gslbd"  # --gslbd replaces it
 
 ZONE = """$ORIGIN gslb.example.com.
 $TTL 300
@@ -59,6 +76,12 @@ WORKLOADS = [
 
 # Workloads the signed gslbd (port 5311) runs; the others are unsigned-only.
 SIGNED_WORKLOADS = {"geo-ecs-mix-do"}
+# Workloads Knot (signed, with mod-geoip; port 5302) runs.
+KNOT_WORKLOADS = {"geo-ecs-mix-do"}
+
+# Ratios per server-CPU-second kept round by round: (numerator, denominator), shown on
+# the numerator's row.
+RATIOS = [("gslbd", "gdnsd"), ("gslbd-signed", "gslbd"), ("gslbd-signed", "knot")]
 
 
 def sh(*args, **kw):
@@ -102,8 +125,10 @@ def gslbd_signed_files(run: Path, port: int) -> list:
     cmd = gslbd_files(run, port)
     config = run / "gslb.toml"
     config.write_text(config.read_text() + '\n[dnssec]\nkeys = "keys"\n')
-    sh(str(REPO / "target/release/gslbd"), "dnssec", "keygen", "--config", str(config),
-       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    keygen = subprocess.run([str(GSLBD), "dnssec", "keygen", "--config", str(config)],
+                            capture_output=True, text=True)
+    if keygen.returncode != 0:
+        raise SystemExit(f"{GSLBD} dnssec keygen failed (a build without DNSSEC?): {keygen.stderr.strip()}")
     return cmd
 
 
@@ -137,7 +162,7 @@ default = ["us-east", "eu-west", "ap-south"]
 policy = "weighted"
 weights = {{ us-east = 3, eu-west = 1 }}
 """)
-    return [str(REPO / "target/release/gslbd"), "serve", "--config", str(run / "gslb.toml"), "--log-level", "warn"]
+    return [str(GSLBD), "serve", "--config", str(run / "gslb.toml"), "--log-level", "warn"]
 
 
 def gdnsd_files(run: Path, port: int) -> list:
@@ -165,6 +190,92 @@ plugins => {{ geoip => {{
 }} }}
 """)
     return ["gdnsd", "-c", str(run), "start"]
+
+
+def knot_files(run: Path, port: int):
+    """knotd signing the zone (CSK, ECDSA P-256, NSEC) with mod-geoip on the same map and
+    database, its answers presigned (`dnssec: on`). None, after saying why on stderr, when
+    knotd or the GeoIP module is missing."""
+    if not (shutil.which("knotd") and shutil.which("knotc") and shutil.which("keymgr")):
+        print("knot not installed: apt-get install knot knot-module-geoip to compare", file=sys.stderr)
+        return None
+    for d in ["zones", "storage", "run"]:
+        (run / d).mkdir(parents=True, exist_ok=True)
+    # mod-geoip answers www for the mapped continents; everyone else (other continents,
+    # not in the DB) gets the zone's record, which the module also needs for the NSEC chain.
+    (run / "zones/gslb.example.com.zone").write_text(ZONE + "www 30 IN A 127.0.2.10\n")
+    (run / "geo.conf").write_text("""www.gslb.example.com:
+  - geo: "EU"
+    A: 127.0.2.20
+  - geo: "AF"
+    A: 127.0.2.20
+  - geo: "AS"
+    A: 127.0.2.30
+  - geo: "OC"
+    A: 127.0.2.30
+""")
+    config = run / "knot.conf"
+    config.write_text(f"""server:
+    rundir: {run}/run
+    listen: 127.0.0.1@{port}
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+    edns-client-subnet: on
+
+log:
+  - target: stderr
+    any: warning
+
+database:
+    storage: {run}/storage
+
+policy:
+  - id: csk
+    algorithm: ecdsap256sha256
+    single-type-signing: on
+    nsec3: off
+    manual: on
+
+mod-geoip:
+  - id: geo
+    config-file: {run}/geo.conf
+    ttl: 30
+    mode: geodb
+    geodb-file: {GEOIP}
+    geodb-key: continent/code
+    dnssec: on
+    policy: csk
+
+zone:
+  - domain: gslb.example.com
+    file: {run}/zones/gslb.example.com.zone
+    zonefile-sync: -1
+    journal-content: none
+    dnssec-signing: on
+    dnssec-policy: csk
+    module: mod-geoip/geo
+""")
+    check = subprocess.run(["knotc", "-c", str(config), "conf-check"], capture_output=True, text=True)
+    if check.returncode != 0:
+        why = "knot-module-geoip not installed" if "mod-geoip" in check.stderr else "knot config rejected"
+        print(f"{why}: apt-get install knot-module-geoip to compare ({check.stderr.strip()})", file=sys.stderr)
+        return None
+    # The module signs its answers when it loads, with keys that must already exist:
+    # make the CSK first (manual key management, as Knot's docs advise for mod-geoip).
+    sh("keymgr", "-c", str(config), "gslb.example.com.", "generate", "algorithm=ecdsap256sha256",
+       "ksk=yes", "zsk=yes", stdout=subprocess.DEVNULL)
+    return ["knotd", "-c", str(config)]
+
+
+def serves(server: str, wname: str, gdnsd_ok: bool) -> bool:
+    if server == "gdnsd":
+        return gdnsd_ok
+    if server == "gslbd-signed":
+        return wname in SIGNED_WORKLOADS
+    if server == "knot":
+        return wname in KNOT_WORKLOADS
+    return True
 
 
 def wait_ready(port: int, timeout: float = 20.0) -> None:
@@ -247,8 +358,8 @@ def measure(proc: subprocess.Popen, port: int, qfile: Path, binary: bool, second
 def run_all(servers: list, qdir: Path, seconds: int, repeat: int) -> dict:
     """Every workload on every server, the servers taking turns run by run (A B, then
     B A, ...), so that noise on a shared machine falls on both; of each server's runs the
-    median by queries per CPU-second is kept, and for gdnsd's workloads the ratios of the
-    runs made side by side (round by round) are kept too."""
+    median by queries per CPU-second is kept, and the RATIOS of the runs made side by side
+    (round by round) are kept too."""
     procs = {}
     try:
         for name, cmd, port in servers:
@@ -257,39 +368,33 @@ def run_all(servers: list, qdir: Path, seconds: int, repeat: int) -> dict:
         for wname, _, binary, gdnsd_ok in WORKLOADS:
             qfile = qdir / (wname + (".bin" if binary else ".txt"))
             runs = {name: [] for name in procs}
-            ratios = []
+            ratios = {pair: [] for pair in RATIOS}
             for i in range(repeat):
                 order = servers if i % 2 == 0 else servers[::-1]
                 got = {}
                 for name, _, port in order:
-                    if name == "gdnsd" and not gdnsd_ok:
-                        continue
-                    if name == "gslbd-signed" and wname not in SIGNED_WORKLOADS:
+                    if not serves(name, wname, gdnsd_ok):
                         continue
                     got[name] = measure(procs[name], port, qfile, binary, seconds)
                     runs[name].append(got[name])
-                if "gslbd" in got and "gdnsd" in got:
-                    ratios.append(got["gslbd"]["per_cpu_s"] / got["gdnsd"]["per_cpu_s"])
-                if "gslbd" in got and "gslbd-signed" in got:
-                    # Signed over unsigned, per CPU-second, in the same round.
-                    ratios.append(got["gslbd-signed"]["per_cpu_s"] / got["gslbd"]["per_cpu_s"])
+                for a, b in RATIOS:
+                    if a in got and b in got:
+                        ratios[(a, b)].append(got[a]["per_cpu_s"] / got[b]["per_cpu_s"])
             for name, rs in runs.items():
                 if not rs:
                     continue
                 rs.sort(key=lambda r: r["per_cpu_s"])
                 best = rs[len(rs) // 2]
-                ratio_owner = "gslbd-signed" if wname in SIGNED_WORKLOADS else "gslbd"
-                if name == ratio_owner and ratios:
-                    ratios.sort()
-                    best["ratios"] = ratios
+                best["ratios"] = {f"{a}/{b}": sorted(ratios[(a, b)])
+                                  for a, b in RATIOS if a == name and ratios[(a, b)]}
                 results[name][wname] = best
                 print(f"  {name:12} {wname:14} {best['qps']:10.0f} q/s  {best['per_cpu_s']:10.0f} q/cpu-s  "
                       f"sys {100 * best['sys_share']:.0f} %  avg {best['avg_ms']:.3f} ms  "
                       f"p99 {best['p99_ms']:.3f} ms  lost {best['lost']}", file=sys.stderr)
-            if ratios:
-                what = "signed/unsigned gslbd" if wname in SIGNED_WORKLOADS else "gslbd/gdnsd"
-                print(f"  {what} per CPU-s, round by round: {' '.join(f'{r:.2f}' for r in ratios)}",
-                      file=sys.stderr)
+            for (a, b), rs in ratios.items():
+                if rs:
+                    print(f"  {a}/{b} per CPU-s, round by round: {' '.join(f'{r:.2f}' for r in rs)}",
+                          file=sys.stderr)
         return results
     finally:
         for proc in procs.values():
@@ -300,16 +405,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--repeat", type=int, default=1, help="runs per workload and server; the median is kept")
-    ap.add_argument("--only", choices=["gslbd", "gdnsd"])
+    ap.add_argument("--only", choices=["gslbd", "gdnsd", "knot"],
+                    help="one server only (gslbd: unsigned and, for -do workloads, signed)")
     ap.add_argument("--dnssec", action="store_true",
                     help="also run gslbd with [dnssec] (geo-ecs-mix-do; on by default when that workload is chosen)")
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--gslbd", type=Path, help="the gslbd binary to run (default target/release/gslbd; no build)")
     ap.add_argument("--workloads", help="comma-separated subset, e.g. geo-ecs-mix")
-    ap.add_argument("--geoip", type=Path, help="the GeoIP database both servers read (default geoip/sample.mmdb)")
+    ap.add_argument("--geoip", type=Path, help="the GeoIP database every server reads (default geoip/sample.mmdb)")
     args = ap.parse_args()
-    global GEOIP, WORKLOADS
+    global GEOIP, GSLBD, WORKLOADS
     if args.geoip:
         GEOIP = args.geoip.resolve()
+    if args.gslbd:
+        GSLBD = args.gslbd.resolve()
     if args.workloads:
         wanted = args.workloads.split(",")
         unknown = set(wanted) - {w[0] for w in WORKLOADS}
@@ -319,7 +428,7 @@ def main() -> None:
     for tool in ["dnsperf", "taskset"]:
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is missing: apt-get install dnsperf util-linux")
-    if not args.no_build:
+    if not args.no_build and not args.gslbd:
         sh("cargo", "build", "--release", "--locked", cwd=REPO)
     with tempfile.TemporaryDirectory(prefix="gslbd-bench-") as tmp:
         tmp = Path(tmp)
@@ -331,29 +440,33 @@ def main() -> None:
             else:
                 (qdir / (wname + ".txt")).write_text(text)
         servers = []
-        if args.only != "gdnsd":
+        if args.only in (None, "gslbd"):
             servers.append(("gslbd", gslbd_files(tmp / "gslbd", 5310), 5310))
         signed = args.dnssec or any(w[0] in SIGNED_WORKLOADS for w in WORKLOADS)
-        if args.only != "gdnsd" and signed:
+        if args.only in (None, "gslbd") and signed:
             servers.append(("gslbd-signed", gslbd_signed_files(tmp / "gslbd-signed", 5311), 5311))
-        if args.only != "gslbd":
+        if args.only in (None, "gdnsd"):
             if shutil.which("gdnsd"):
                 servers.append(("gdnsd", gdnsd_files(tmp / "gdnsd", 5301), 5301))
             else:
                 print("gdnsd not installed: apt-get install gdnsd to compare", file=sys.stderr)
+        if args.only in (None, "knot") and any(w[0] in KNOT_WORKLOADS for w in WORKLOADS):
+            cmd = knot_files(tmp / "knot", 5302)
+            if cmd:
+                servers.append(("knot", cmd, 5302))
         results = run_all(servers, qdir, args.seconds, args.repeat)
-    print("\n| workload | server | queries/s | queries per server-CPU-s | kernel share of CPU | avg ms | p99 ms | lost | gslbd/gdnsd (signed/unsigned for -do) per CPU-s: median round (range) |")
+    print("\n| workload | server | queries/s | queries per server-CPU-s | kernel share of CPU | avg ms | p99 ms | lost | this server over another, per CPU-s: median round (range) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for wname, *_ in WORKLOADS:
         for name in results:
             r = results[name].get(wname)
             if not r:
                 continue
-            ratio = ""
-            if r.get("ratios"):
-                rs = r["ratios"]
+            shown = []
+            for what, rs in r["ratios"].items():
                 mid = rs[len(rs) // 2] if len(rs) % 2 else (rs[len(rs) // 2 - 1] + rs[len(rs) // 2]) / 2
-                ratio = f"{mid:.2f} ({rs[0]:.2f}–{rs[-1]:.2f})" if len(rs) > 1 else f"{mid:.2f}"
+                shown.append(f"{what} {mid:.2f} ({rs[0]:.2f}–{rs[-1]:.2f})" if len(rs) > 1 else f"{what} {mid:.2f}")
+            ratio = "; ".join(shown)
             print(f"| {wname} | {name} | {r['qps']:.0f} | {r['per_cpu_s']:.0f} | {100 * r['sys_share']:.0f} % | "
                   f"{r['avg_ms']:.3f} | {r['p99_ms']:.3f} | {r['lost']} | {ratio} |")
 
