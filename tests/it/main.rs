@@ -17,6 +17,7 @@ mod admin_slots;
 mod cluster;
 mod cname_region;
 mod config_errors;
+mod dnssec;
 mod dnssec_denial;
 mod dnssec_renew;
 mod dnstap;
