@@ -108,6 +108,8 @@ const SUBNETS: [(&str, u8); 10] = [
 
 #[path = "support/everyday.rs"]
 mod everyday;
+#[path = "support/signed.rs"]
+mod signed;
 
 fn workload() -> Vec<(String, Vec<u8>)> {
     let mut w = Vec::new();
@@ -254,16 +256,7 @@ fn signed_answers_to_do_queries_do_not_allocate() {
     // The example deployment with [dnssec]: zones and GeoIP from the repository, a key
     // made for this test.
     let dir = tempfile::tempdir().unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(root.join("gslb.toml"))
-        .unwrap()
-        .replace("\"zones\"", &format!("{:?}", root.join("zones")))
-        .replace(
-            "\"geoip/sample.mmdb\"",
-            &format!("{:?}", root.join("geoip/sample.mmdb")),
-        );
-    let config = dir.path().join("gslb.toml");
-    std::fs::write(&config, format!("{text}\n[dnssec]\nkeys = \"keys\"\n")).unwrap();
+    let config = signed::signed_example_config(dir.path());
     gslbd::dnssec::tool::keygen(&config, None, false).unwrap();
     let shared = Snapshot::load(&config).unwrap().into_shared();
     assert_workload_does_not_allocate(&shared, 1, &signed_workload());

@@ -30,16 +30,7 @@ fn example() -> Snapshot {
 /// The example deployment with `[dnssec]` and a key made for the test.
 fn signed_example() -> (tempfile::TempDir, Snapshot) {
     let dir = tempfile::tempdir().unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(root.join("gslb.toml"))
-        .unwrap()
-        .replace("\"zones\"", &format!("{:?}", root.join("zones")))
-        .replace(
-            "\"geoip/sample.mmdb\"",
-            &format!("{:?}", root.join("geoip/sample.mmdb")),
-        );
-    let config = dir.path().join("gslb.toml");
-    std::fs::write(&config, format!("{text}\n[dnssec]\nkeys = \"keys\"\n")).unwrap();
+    let config = signed::signed_example_config(dir.path());
     crate::dnssec::tool::keygen(&config, None, false).unwrap();
     let snap = Snapshot::load(&config).expect("signed example loads");
     (dir, snap)
@@ -429,6 +420,8 @@ fn cname_regions_fast_replies_equal_general_replies() {
 #[path = "../../tests/support/everyday.rs"]
 #[allow(unreachable_pub)]
 mod everyday;
+#[path = "../../tests/support/signed.rs"]
+mod signed;
 
 #[test]
 fn everyday_queries_take_the_fast_path() {
