@@ -13,6 +13,7 @@ mod rng;
 mod smaps;
 
 mod admin;
+mod cli;
 mod cluster;
 mod cname_region;
 mod config_errors;
