@@ -84,8 +84,18 @@ fn deserialize(text: &str, file: &Path) -> Result<RawConfig, Diagnostics> {
         .min_by_key(|e| e.span().map_or(usize::MAX, |s| s.start));
     if let Some(err) = first {
         let offset = err.span().map_or(0, |s| s.start);
-        let mut d = Diagnostic::new(file, format!("invalid TOML: {}", err.message()))
-            .at_offset(text, offset);
+        let mut message = format!("invalid TOML: {}", err.message());
+        if err.message() == "duplicate key" {
+            message = match keypath::first_definition(text, offset) {
+                Some((what, line)) if what.starts_with("table") => format!(
+                    "{message}: {what} is already defined at line {line}; a table is \
+                     written once (merge the two)"
+                ),
+                Some((what, line)) => format!("{message}: {what} is already set at line {line}"),
+                None => format!("{message}: already defined above"),
+            };
+        }
+        let mut d = Diagnostic::new(file, message).at_offset(text, offset);
         if let Some(key) = keypath::near_syntax_error(text, offset) {
             d = d.key(key);
         }
