@@ -199,9 +199,9 @@ fn check(config: &Path) -> ExitCode {
     let loaded = Snapshot::load(config).and_then(|snap| {
         // A full walk of the GeoIP file: slow on big files, so only here, not at serve.
         match snap.geo.as_ref().map(|db| db.verify()) {
-            Some(Err(e)) => Err(gslbd::diag::Diagnostic::new(config, e)
-                .key("server.geoip")
-                .into()),
+            Some(Err(e)) => {
+                Err(gslbd::config::diagnostic_at(config, &["server", "geoip"], e).into())
+            }
             _ => Ok(snap),
         }
     });

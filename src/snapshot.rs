@@ -12,7 +12,7 @@ use std::sync::Arc;
 use tracing::{debug, warn};
 
 use crate::config;
-use crate::diag::{Diagnostic, Diagnostics};
+use crate::diag::Diagnostics;
 use crate::geo::GeoDb;
 use crate::health::Health;
 use crate::model::{GeoRules, Model, Policy, RecordId};
@@ -49,7 +49,8 @@ impl Snapshot {
             Some(g) => match GeoDb::open_with(&g.path, g.mmap) {
                 Ok(db) => Some(Arc::new(db)),
                 Err(e) => {
-                    return Err(Diagnostic::new(&model.file, e).key("server.geoip").into());
+                    let d = config::diagnostic_at(&model.file, &["server", "geoip"], e);
+                    return Err(d.into());
                 }
             },
             None => None,

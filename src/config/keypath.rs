@@ -146,6 +146,19 @@ fn line_at(text: &str, offset: usize) -> Option<(usize, &str)> {
     Some((line_start, text[line_start..line_end].trim()))
 }
 
+/// Byte offset of the value at `path` (`["server", "geoip"]`) in `doc`, when it is there.
+pub(crate) fn value_offset(doc: &DeTable<'_>, path: &[&str]) -> Option<usize> {
+    let (last, parents) = path.split_last()?;
+    let mut table = doc;
+    for key in parents {
+        match table.get(*key)?.get_ref() {
+            DeValue::Table(t) => table = t,
+            _ => return None,
+        }
+    }
+    Some(table.get(*last)?.span().start)
+}
+
 /// A best guess at the key a syntax error at `offset` belongs to, from the text alone
 /// (the document did not parse): the last `[table]` header before the error's line plus
 /// the key on that line, if it has one; the header's key when the error is in a header

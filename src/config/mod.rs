@@ -73,6 +73,22 @@ pub fn parse(text: &str, file: &Path) -> Result<Model, Diagnostics> {
     })
 }
 
+/// A problem found after validation with the value of `key` in the config `file` (a
+/// GeoIP database that cannot be opened): `file:line:col` of that value, read again from
+/// the file since the model keeps no positions, and the key path.
+pub fn diagnostic_at(file: &Path, key: &[&str], message: impl Into<String>) -> Diagnostic {
+    let path = key.iter().fold(String::new(), |p, k| keypath::join(&p, k));
+    let d = Diagnostic::new(file, message).key(path);
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    let offset = DeTable::parse(&text)
+        .ok()
+        .and_then(|doc| keypath::value_offset(doc.get_ref(), key));
+    match offset {
+        Some(offset) => d.at_offset(&text, offset),
+        None => d,
+    }
+}
+
 /// toml and serde: the first syntax or schema error, with its position and key path.
 fn deserialize(text: &str, file: &Path) -> Result<RawConfig, Diagnostics> {
     // The recovering parser is used only to find the *earliest* syntax error (the plain
