@@ -29,6 +29,7 @@ mod hostile;
 mod in_process;
 mod policies;
 mod probe_source;
+mod probe_tls;
 mod protocol;
 mod reload;
 mod reload_settings;
