@@ -130,7 +130,7 @@ const EXIT_USAGE: u8 = 64;
 enum LogFormat {
     /// Lines for people (coloured on a terminal).
     Text,
-    /// One JSON object per line: timestamp, level, message, target and the event's fields.
+    /// One JSON object per line: timestamp, level, target, and the event's fields.
     Json,
 }
 
@@ -372,8 +372,9 @@ fn init_logging(level: &str, format: LogFormat) {
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
-        // One object per line, the event's fields at the top level next to `message`.
-        LogFormat::Json => logs.json().flatten_event(true).init(),
+        // One object per line; the event's fields (`message` among them) nested under
+        // `fields`, since some are named like the top-level keys (`target`).
+        LogFormat::Json => logs.json().init(),
     }
 }
 

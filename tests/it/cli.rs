@@ -99,7 +99,7 @@ fn json_logs_are_one_object_per_line() {
             v["target"].as_str().is_some_and(|t| t.starts_with("gslbd")),
             "{line}"
         );
-        messages.push(v["message"].as_str().unwrap_or_default().to_string());
+        messages.push(v["fields"]["message"].as_str().unwrap_or_default().to_string());
     }
     let _ = child.kill();
     let _ = child.wait();
