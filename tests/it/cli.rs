@@ -3,6 +3,7 @@
 //! generated from the clap definitions, and `--log-format json`.
 
 use std::net::UdpSocket;
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -144,4 +145,47 @@ fn a_port_held_by_a_reuseport_socket_exits_1() {
     assert!(log.contains(&format!("cannot listen on {addr}")), "{log}");
     assert!(log.contains("--listen"), "{log}");
     drop(foreign);
+}
+
+/// The README's `gslbd check` transcript, replayed in a copy of the example deployment:
+/// every command prints exactly the lines under it (stdout and stderr together).
+#[test]
+fn readme_check_transcript_prints_what_the_readme_says() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(repo.join("README.md")).unwrap();
+    let block = readme
+        .split("```console\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .find(|b| b.contains("check --config broken.toml"))
+        .expect("README shows `check --config broken.toml` in a console block");
+    let mut steps: Vec<(&str, Vec<&str>)> = Vec::new();
+    for line in block.lines() {
+        match line.strip_prefix("$ ") {
+            Some(cmd) => steps.push((cmd, Vec::new())),
+            None => steps.last_mut().expect("output before a command").1.push(line),
+        }
+    }
+    assert!(steps.len() >= 3, "{steps:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(repo.join("gslb.toml"), dir.path().join("gslb.toml")).unwrap();
+    for sub in ["zones", "geoip"] {
+        std::fs::create_dir(dir.path().join(sub)).unwrap();
+        for entry in std::fs::read_dir(repo.join(sub)).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, dir.path().join(sub).join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    for (cmd, want) in steps {
+        let real = cmd.replace("cargo run -q --", gslbd_bin());
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!("{{ {real}; }} 2>&1"))
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let got = text(&out.stdout);
+        assert_eq!(got.lines().collect::<Vec<_>>(), want, "`{cmd}`");
+    }
 }
