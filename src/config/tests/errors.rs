@@ -171,7 +171,9 @@ fn probe_timeout_must_be_shorter_than_interval() {
         "gslb.toml:3:34: regions.a.probe.timeout: probe timeout (6s) must be shorter than its interval (5s, inherited from [defaults] probe; set `interval` here to change it)"
     );
     // Only the interval written: the timeout it clashes with is inherited, and says so.
-    let e = err("[regions.a]\naddresses = [\"192.0.2.1\"]\nprobe = { tcp = \"h:1\", interval = \"2s\" }\n");
+    let e = err(
+        "[regions.a]\naddresses = [\"192.0.2.1\"]\nprobe = { tcp = \"h:1\", interval = \"2s\" }\n",
+    );
     assert_eq!(
         e,
         "gslb.toml:3:35: regions.a.probe.interval: probe timeout (2s, inherited from [defaults] probe; set `timeout` here to change it) must be shorter than its interval (2s)"
