@@ -100,7 +100,12 @@ fn json_logs_are_one_object_per_line() {
             v["target"].as_str().is_some_and(|t| t.starts_with("gslbd")),
             "{line}"
         );
-        messages.push(v["fields"]["message"].as_str().unwrap_or_default().to_string());
+        messages.push(
+            v["fields"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        );
     }
     let _ = child.kill();
     let _ = child.wait();
@@ -163,7 +168,11 @@ fn readme_check_transcript_prints_what_the_readme_says() {
     for line in block.lines() {
         match line.strip_prefix("$ ") {
             Some(cmd) => steps.push((cmd, Vec::new())),
-            None => steps.last_mut().expect("output before a command").1.push(line),
+            None => steps
+                .last_mut()
+                .expect("output before a command")
+                .1
+                .push(line),
         }
     }
     assert!(steps.len() >= 3, "{steps:?}");
