@@ -121,12 +121,18 @@ fn json_logs_are_one_object_per_line() {
 /// exit 1 naming the address and what to do, not join that socket's group.
 #[test]
 fn a_port_held_by_a_reuseport_socket_exits_1() {
-    let foreign = UdpSocket::bind("127.0.0.1:0").unwrap();
+    // A port free for TCP too, so only the UDP group could make the bind fail.
+    let (foreign, addr) = (0..20)
+        .find_map(|_| {
+            let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let addr = udp.local_addr().unwrap();
+            std::net::TcpListener::bind(addr).ok()?;
+            Some((udp, addr))
+        })
+        .expect("a port free for UDP and TCP");
     socket2::SockRef::from(&foreign)
         .set_reuse_port(true)
         .unwrap();
-    let addr = foreign.local_addr().unwrap();
-    drop(std::net::TcpListener::bind(addr).expect("TCP free on that port"));
     let dep = Deployment::new(CONFIG, &[("gslb.test.zone", &zone_text())]);
     let (mut child, _rx, log) = spawn_serve(&dep.config(), &addr.to_string(), &[]);
     let deadline = Instant::now() + Duration::from_secs(10);
