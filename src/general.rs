@@ -200,7 +200,7 @@ fn log_query(request: &Request, reply: &Reply<'_>, view: &View<'_>, tcp: bool) {
         transport = if tcp { "tcp" } else { "udp" },
         name = %query.map(|q| q.name().to_string()).unwrap_or_default(),
         qtype = %query.map(|q| q.query_type().to_string()).unwrap_or_default(),
-        rcode = %reply.rcode,
+        rcode = %crate::metrics::queries::rcode_name(reply.rcode.into()),
         region = %region,
         answer = %answer.join(" "),
         "query"

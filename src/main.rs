@@ -1,6 +1,7 @@
 //! The `gslbd` command line: `serve`, `check`, `explain` and `geoip build`, over the
-//! library ([`gslbd::Instance`] serves). Only here are errors turned into exit codes: 0
-//! ok, 1 runtime failure (cannot bind, ...), 2 invalid config or zones.
+//! library ([`gslbd::Instance`] serves), and `completions` and `man`, generated from
+//! these definitions. Only here are errors turned into exit codes: 0 ok, 1 runtime
+//! failure (cannot bind, ...), 2 invalid config or zones, 64 a command-line mistake.
 
 use std::io::{IsTerminal, Write as _};
 use std::net::{IpAddr, SocketAddr};
@@ -8,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
 use tracing::info;
 
@@ -19,7 +20,7 @@ use gslbd::snapshot::Snapshot;
 
 /// gslbd: a GSLB authoritative DNS server.
 #[derive(Parser, Debug)]
-#[command(version, about, propagate_version = true)]
+#[command(version, about, propagate_version = true, after_help = AFTER_HELP)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -42,6 +43,9 @@ enum Command {
         /// tracing directive such as `gslbd=debug`).
         #[arg(long, default_value = "info")]
         log_level: String,
+        /// Log lines as text, or as one JSON object each (for log pipelines).
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
     },
     /// Load and validate config, zones and GeoIP DB; exit 0 if good, 2 if not.
     Check {
@@ -73,6 +77,18 @@ enum Command {
         /// The type to ask for.
         #[arg(default_value = "A")]
         qtype: String,
+    },
+    /// Print a shell completion script for gslbd.
+    #[command(display_order = 100)]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write gslbd's man pages (gslbd.1, gslbd-serve.1, ...) into a folder.
+    #[command(display_order = 101)]
+    Man {
+        /// The folder to write them to (created if missing).
+        dir: PathBuf,
     },
     /// GeoIP database tools.
     Geoip {
@@ -129,10 +145,49 @@ enum GeoipCommand {
     },
 }
 
+/// The end of `--help` and the man page's extra section: exit codes and files.
+const AFTER_HELP: &str = "\
+Exit status: 0 ok; 1 runtime failure (e.g. a listen address cannot be bound); 2 invalid \
+config, zone files, GeoIP database or CSV; 64 a command-line mistake (unknown option, \
+missing argument).
+
+Files: gslb.toml (--config, default ./gslb.toml), zones/*.zone and geoip/*.mmdb \
+beside it; packaged installs use /etc/gslbd/gslb.toml. Reference: \
+/usr/share/doc/gslbd/CONFIG.md or docs/CONFIG.md in the source.";
+
+/// Exit status of a command-line mistake (sysexits' EX_USAGE), distinct from 2, which
+/// says the config is invalid.
+const EXIT_USAGE: u8 = 64;
+
+/// `--log-format`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    /// Lines for people (coloured on a terminal).
+    Text,
+    /// One JSON object per line: timestamp, level, target, and the event's fields.
+    Json,
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version print to stdout and exit 0; mistakes exit EXIT_USAGE.
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     match cli.command {
         Command::Check { config } => check(&config),
+        Command::Completions { shell } => {
+            // Into a buffer first: clap_complete panics on a failed write (`| head`).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "gslbd", &mut script);
+            let _ = std::io::stdout().lock().write_all(&script);
+            ExitCode::SUCCESS
+        }
+        Command::Man { dir } => man(&dir),
         Command::Explain {
             config,
             admin,
@@ -161,8 +216,9 @@ fn main() -> ExitCode {
             listen,
             admin,
             log_level,
+            log_format,
         } => {
-            init_logging(&log_level);
+            init_logging(&log_level, log_format);
             match serve(config, listen, admin) {
                 Ok(code) => code,
                 Err(e) => {
@@ -178,9 +234,9 @@ fn check(config: &Path) -> ExitCode {
     let loaded = Snapshot::load(config).and_then(|snap| {
         // A full walk of the GeoIP file: slow on big files, so only here, not at serve.
         match snap.geo.as_ref().map(|db| db.verify()) {
-            Some(Err(e)) => Err(gslbd::diag::Diagnostic::new(config, e)
-                .key("server.geoip")
-                .into()),
+            Some(Err(e)) => {
+                Err(gslbd::config::diagnostic_at(config, &["server", "geoip"], e).into())
+            }
             _ => Ok(snap),
         }
     });
@@ -366,16 +422,34 @@ fn summary(config: &Path, snap: &Snapshot) -> String {
     )
 }
 
-fn init_logging(level: &str) {
+/// Writes the man pages of gslbd and of each subcommand into `dir`.
+fn man(dir: &Path) -> ExitCode {
+    let written =
+        std::fs::create_dir_all(dir).and_then(|()| clap_mangen::generate_to(Cli::command(), dir));
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cannot write the man pages into {}: {e}", dir.display());
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `RUST_LOG` when set, else `level`; read once, at start (a reload does not re-read it).
+fn init_logging(level: &str, format: LogFormat) {
     // hickory logs two INFO lines per TCP response: keep it at warn unless asked.
     let default = format!("{level},hickory_server=warn,hickory_proto=warn");
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        // One object per line; the event's fields (`message` among them) nested under
+        // `fields`, since some are named like the top-level keys (`target`).
+        LogFormat::Json => logs.json().init(),
+    }
 }
 
 fn serve(

@@ -264,6 +264,17 @@ impl FakeRegion {
         FakeRegion::launch(addr, Some(tls::server_config()?))
     }
 
+    /// Like [`start_tls_on`](FakeRegion::start_tls_on) with another certificate and its
+    /// private key (PEM): an expired one, or one for other names, to see what probes
+    /// say about it.
+    pub fn start_tls_with(
+        addr: SocketAddr,
+        cert_pem: &str,
+        key_pem: &str,
+    ) -> io::Result<FakeRegion> {
+        FakeRegion::launch(addr, Some(tls::server_config_for(cert_pem, key_pem)?))
+    }
+
     fn launch(addr: SocketAddr, tls: Option<Arc<rustls::ServerConfig>>) -> io::Result<FakeRegion> {
         let listener = bind(addr)?;
         let addr = listener.local_addr()?;

@@ -13,7 +13,7 @@ use std::time::SystemTime;
 use tracing::{debug, warn};
 
 use crate::config;
-use crate::diag::{Diagnostic, Diagnostics};
+use crate::diag::Diagnostics;
 use crate::dnssec::dynamic::DynSigs;
 use crate::dnssec::fresh::Fresh;
 use crate::dnssec::{Epoch, Keyring};
@@ -71,7 +71,8 @@ impl Snapshot {
             Some(g) => match GeoDb::open_with(&g.path, g.mmap) {
                 Ok(db) => Some(Arc::new(db)),
                 Err(e) => {
-                    return Err(Diagnostic::new(&model.file, e).key("server.geoip").into());
+                    let d = config::diagnostic_at(&model.file, &["server", "geoip"], e);
+                    return Err(d.into());
                 }
             },
             None => None,

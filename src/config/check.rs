@@ -137,10 +137,25 @@ impl<'a> Ctx<'a> {
                 (None, Some(v)) => (v.span(), "interval"),
                 (None, None) => (span.clone(), ""),
             };
+            // Say where a value not written here comes from: confusing otherwise when
+            // only `interval = "2s"` is written and the 2s timeout is inherited.
+            let from = if key == "defaults.probe" {
+                "gslbd's default"
+            } else {
+                "inherited from [defaults] probe"
+            };
+            let shown = |d: std::time::Duration, own: bool, name: &str| {
+                let d = humantime::format_duration(d);
+                if own {
+                    format!("{d}")
+                } else {
+                    format!("{d}, {from}; set `{name}` here to change it")
+                }
+            };
             let msg = format!(
                 "probe timeout ({}) must be shorter than its interval ({})",
-                humantime::format_duration(t.timeout),
-                humantime::format_duration(t.interval)
+                shown(t.timeout, timeout.is_some(), "timeout"),
+                shown(t.interval, interval.is_some(), "interval"),
             );
             self.error(&at, &join_opt(key, name), msg);
         }

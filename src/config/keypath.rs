@@ -135,19 +135,38 @@ fn walk_value(
     }
 }
 
-/// A best guess at the key a syntax error at `offset` belongs to, from the text alone
-/// (the document did not parse): the last `[table]` header before the error's line plus
-/// the key on that line, if it has one. `None` when the error is in a header itself.
-pub(crate) fn near_syntax_error(text: &str, offset: usize) -> Option<String> {
+/// The line around byte `offset`: its start offset and its text, trimmed.
+fn line_at(text: &str, offset: usize) -> Option<(usize, &str)> {
     let offset = offset.min(text.len());
     let offset = (0..=offset).rev().find(|&o| text.is_char_boundary(o))?;
     let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
     let line_end = text[line_start..]
         .find('\n')
         .map_or(text.len(), |i| line_start + i);
-    let line = text[line_start..line_end].trim();
+    Some((line_start, text[line_start..line_end].trim()))
+}
+
+/// Byte offset of the value at `path` (`["server", "geoip"]`) in `doc`, when it is there.
+pub(crate) fn value_offset(doc: &DeTable<'_>, path: &[&str]) -> Option<usize> {
+    let (last, parents) = path.split_last()?;
+    let mut table = doc;
+    for key in parents {
+        match table.get(*key)?.get_ref() {
+            DeValue::Table(t) => table = t,
+            _ => return None,
+        }
+    }
+    Some(table.get(*last)?.span().start)
+}
+
+/// A best guess at the key a syntax error at `offset` belongs to, from the text alone
+/// (the document did not parse): the last `[table]` header before the error's line plus
+/// the key on that line, if it has one; the header's key when the error is in a header
+/// (`None` when that header is too broken to have one).
+pub(crate) fn near_syntax_error(text: &str, offset: usize) -> Option<String> {
+    let (line_start, line) = line_at(text, offset)?;
     if line.starts_with('[') {
-        return None;
+        return header_key(line).map(|k| squeeze(&k));
     }
     let header = text[..line_start]
         .lines()
@@ -163,6 +182,51 @@ pub(crate) fn near_syntax_error(text: &str, offset: usize) -> Option<String> {
         None if header.is_empty() => None,
         None => Some(header),
     }
+}
+
+/// For a duplicate key at `offset`: where it was first defined, as `(what, line)`, e.g.
+/// `("table [regions.east]", 3)` or `("key `zones`", 2)` (line 1-based). Found from the
+/// text alone: an earlier header with the same key, or the same key earlier in the same
+/// table. `None` when it was defined otherwise (dotted keys, an inline table).
+pub(crate) fn first_definition(text: &str, offset: usize) -> Option<(String, usize)> {
+    let (line_start, line) = line_at(text, offset)?;
+    let before: Vec<&str> = text[..line_start].lines().collect();
+    if line.starts_with('[') {
+        let key = squeeze(&header_key(line)?);
+        let at = before
+            .iter()
+            .position(|l| header_key(l.trim()).is_some_and(|k| squeeze(&k) == key))?;
+        return Some((format!("table [{key}]"), at + 1));
+    }
+    let key = until_unquoted(line, '=')?.trim();
+    // Back to this table's header: the same key there is the first definition.
+    for (i, l) in before.iter().enumerate().rev() {
+        let l = l.trim();
+        if l.starts_with('[') {
+            return None;
+        }
+        if until_unquoted(l, '=').is_some_and(|k| k.trim() == key) {
+            return Some((format!("key `{key}`"), i + 1));
+        }
+    }
+    None
+}
+
+/// A dotted key as a path: without the blanks TOML allows around its dots.
+fn squeeze(key: &str) -> String {
+    let mut quote: Option<char> = None;
+    let mut out = String::with_capacity(key.len());
+    for c in key.chars() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '"' || c == '\'' => quote = Some(c),
+            None if c.is_whitespace() => continue,
+            None => {}
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// The key of a `[table]` or `[[array]]` header line.

@@ -78,6 +78,22 @@ pub fn parse(text: &str, file: &Path) -> Result<Model, Diagnostics> {
     })
 }
 
+/// A problem found after validation with the value of `key` in the config `file` (a
+/// GeoIP database that cannot be opened): `file:line:col` of that value, read again from
+/// the file since the model keeps no positions, and the key path.
+pub fn diagnostic_at(file: &Path, key: &[&str], message: impl Into<String>) -> Diagnostic {
+    let path = key.iter().fold(String::new(), |p, k| keypath::join(&p, k));
+    let d = Diagnostic::new(file, message).key(path);
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    let offset = DeTable::parse(&text)
+        .ok()
+        .and_then(|doc| keypath::value_offset(doc.get_ref(), key));
+    match offset {
+        Some(offset) => d.at_offset(&text, offset),
+        None => d,
+    }
+}
+
 /// toml and serde: the first syntax or schema error, with its position and key path.
 fn deserialize(text: &str, file: &Path) -> Result<RawConfig, Diagnostics> {
     // The recovering parser is used only to find the *earliest* syntax error (the plain
@@ -89,8 +105,18 @@ fn deserialize(text: &str, file: &Path) -> Result<RawConfig, Diagnostics> {
         .min_by_key(|e| e.span().map_or(usize::MAX, |s| s.start));
     if let Some(err) = first {
         let offset = err.span().map_or(0, |s| s.start);
-        let mut d = Diagnostic::new(file, format!("invalid TOML: {}", err.message()))
-            .at_offset(text, offset);
+        let mut message = format!("invalid TOML: {}", err.message());
+        if err.message() == "duplicate key" {
+            message = match keypath::first_definition(text, offset) {
+                Some((what, line)) if what.starts_with("table") => format!(
+                    "{message}: {what} is already defined at line {line}; a table is \
+                     written once (merge the two)"
+                ),
+                Some((what, line)) => format!("{message}: {what} is already set at line {line}"),
+                None => format!("{message}: already defined above"),
+            };
+        }
+        let mut d = Diagnostic::new(file, message).at_offset(text, offset);
         if let Some(key) = keypath::near_syntax_error(text, offset) {
             d = d.key(key);
         }

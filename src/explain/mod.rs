@@ -12,7 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
-use hickory_proto::rr::{Name, Record, RecordType};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::Request;
 use ipnet::IpNet;
@@ -45,6 +45,12 @@ pub struct Explanation {
     pub authoritative: bool,
     /// The dynamic record's decision, when the name (or a CNAME chain) reached one.
     pub dynamic: Option<DynamicExplanation>,
+    /// When no policy decided (`dynamic` is `None`) although the name, or the end of its
+    /// CNAME chain, is a dynamic name: that record and its policy, e.g.
+    /// `www.gslb.example.com. (policy geo)`. A policy decides A and AAAA only; other
+    /// types there come from the zone file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undecided_dynamic: Option<String>,
     /// Answer section, one record per line.
     pub answer: Vec<String>,
     /// Authority section.
@@ -128,6 +134,7 @@ pub fn explain(
         .map_err(|e| e.to_string())?;
     let q = crate::general::describe(&request, false);
     let reply = answer::explain(&request, &q, snap, 0);
+    let undecided_dynamic = undecided_dynamic(snap, &request, &reply);
     Ok(Explanation {
         name: name.to_string(),
         qtype: qtype_v.to_string(),
@@ -139,6 +146,7 @@ pub fn explain(
             (Some(c), Some(t)) => Some(dynamic(snap, c, t)),
             _ => None,
         },
+        undecided_dynamic,
         answer: lines(&reply.answers),
         authority: lines(&reply.authority),
         additional: lines(&reply.additionals),
@@ -152,6 +160,27 @@ pub fn explain(
             ))
         }),
     })
+}
+
+/// The dynamic record at the end of the answer's CNAME chain when its policy did not
+/// decide this type (see [`Explanation::undecided_dynamic`]).
+fn undecided_dynamic(snap: &Snapshot, request: &Request, reply: &Reply<'_>) -> Option<String> {
+    if reply.choice.is_some() {
+        return None;
+    }
+    let mut name = Name::from(request.queries.queries().first()?.name().clone());
+    for r in &reply.answers {
+        if let RData::CNAME(target) = &r.data {
+            if r.name == name {
+                name = target.0.clone();
+            }
+        }
+    }
+    // Asked for A, a dynamic name answers by policy: then this name is one.
+    let res = snap.zones.resolve(&name, RecordType::A)?;
+    let step = res.dynamic.filter(|_| res.answers.is_empty())?;
+    let rec = &snap.model.records[step.record.index()];
+    Some(format!("{} (policy {})", rec.name, rec.policy.name()))
 }
 
 fn rcode_name(reply: &Reply<'_>) -> String {
@@ -367,6 +396,18 @@ impl fmt::Display for Explanation {
                 d.pick.clone()
             };
             row(f, "picked", &pick)?;
+        } else if let Some(rec) = &self.undecided_dynamic {
+            let data = self.answer.iter().any(|r| !r.contains(" IN CNAME "));
+            let from_zone = if data {
+                format!("its {} is static (zone file)", self.qtype)
+            } else {
+                format!("no {} at it in the zone file (NODATA)", self.qtype)
+            };
+            row(
+                f,
+                "data",
+                &format!("dynamic name {rec}, whose policy decides A and AAAA only; {from_zone}"),
+            )?;
         } else {
             row(f, "data", "static (zone file)")?;
         }

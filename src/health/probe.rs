@@ -275,6 +275,9 @@ fn classify(e: &reqwest::Error, probe_source: Option<IpAddr>) -> Outcome {
     // reqwest hides the io::Error kind; walk the source chain for it.
     let mut source: Option<&dyn std::error::Error> = Some(e);
     while let Some(s) = source {
+        if let Some(rustls::Error::InvalidCertificate(cert)) = rustls_error(s) {
+            return Outcome::Error(certificate_problem(cert));
+        }
         if let Some(io) = s.downcast_ref::<io::Error>() {
             if io.kind() == io::ErrorKind::ConnectionRefused {
                 return Outcome::Refused;
@@ -294,6 +297,45 @@ fn classify(e: &reqwest::Error, probe_source: Option<IpAddr>) -> Outcome {
         text = format!("{text}: {inner}");
     }
     Outcome::Error(text)
+}
+
+/// The rustls error that `e` is or wraps: hyper hands it over inside an io::Error inside
+/// another, and an io::Error's `source()` skips what it wraps, so unwrap them by hand.
+fn rustls_error<'e>(mut e: &'e (dyn std::error::Error + 'static)) -> Option<&'e rustls::Error> {
+    loop {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        e = e.downcast_ref::<io::Error>()?.get_ref()?;
+    }
+}
+
+/// The reason of an HTTPS probe whose certificate was refused: which problem, and the
+/// way out (reqwest says only "client error (Connect)").
+fn certificate_problem(e: &rustls::CertificateError) -> String {
+    use rustls::CertificateError as C;
+    let when = |t: &rustls::pki_types::UnixTime| {
+        let t = std::time::UNIX_EPOCH + Duration::from_secs(t.as_secs());
+        humantime::format_rfc3339_seconds(t).to_string()
+    };
+    let what = match e {
+        C::UnknownIssuer => "unknown issuer: self-signed, or signed by a CA that is not \
+                             among this machine's trusted roots"
+            .to_string(),
+        C::ExpiredContext { not_after, .. } => format!("expired on {}", when(not_after)),
+        C::Expired => "expired".to_string(),
+        C::NotValidYetContext { not_before, .. } => format!(
+            "not valid before {} (is this machine's clock right?)",
+            when(not_before)
+        ),
+        C::NotValidYet => "not valid yet (is this machine's clock right?)".to_string(),
+        C::NotValidForNameContext { .. } | C::NotValidForName => format!("name mismatch: {e}"),
+        other => other.to_string(),
+    };
+    format!(
+        "TLS certificate refused: {what}; `insecure = true` in this probe accepts any \
+         certificate"
+    )
 }
 
 /// The probe target's host when it is an IP address (not a name).

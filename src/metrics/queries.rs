@@ -40,6 +40,15 @@ pub const QTYPES: [(u16, &str); 16] = [
     (252, "AXFR"),
 ];
 const R: usize = RCODES.len() + 1;
+
+/// An RCODE as dig and the metrics name it (`NOERROR`, `NXDOMAIN`), for log lines; one
+/// not in [`RCODES`] is `RCODE` and its number.
+pub fn rcode_name(rcode: u16) -> std::borrow::Cow<'static, str> {
+    match RCODES.iter().find(|(c, _)| *c == rcode) {
+        Some((_, name)) => (*name).into(),
+        None => format!("RCODE{rcode}").into(),
+    }
+}
 const Q: usize = QTYPES.len() + 1;
 
 /// Queries answered, by transport, rcode and qtype. One per process: survives reloads.

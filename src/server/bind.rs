@@ -54,9 +54,10 @@ pub fn default_workers() -> usize {
 pub async fn bind(addrs: &[SocketAddr], workers: usize) -> io::Result<Sockets> {
     let mut sockets = Sockets::default();
     for &addr in addrs {
-        let (udp, tcp) = bind_with_tcp(addr, workers.max(1))
-            .await
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+        let (udp, tcp) = bind_with_tcp(addr, workers.max(1)).await.map_err(|e| {
+            let hint = hint(&e, addr);
+            io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}{hint}"))
+        })?;
         info!(
             "listening for UDP on {} ({} workers)",
             udp[0].local_addr()?,
@@ -69,38 +70,67 @@ pub async fn bind(addrs: &[SocketAddr], workers: usize) -> io::Result<Sockets> {
     Ok(sockets)
 }
 
+/// What to try when `addr` cannot be bound, appended to the error.
+fn hint(e: &io::Error, addr: SocketAddr) -> String {
+    let other = "choose another address with --listen ADDR (or server.listen)";
+    match e.kind() {
+        io::ErrorKind::PermissionDenied if addr.port() < 1024 => format!(
+            " (ports below 1024 need root or CAP_NET_BIND_SERVICE: the systemd unit grants \
+             it, or `setcap cap_net_bind_service=+ep` on the binary; or {other})"
+        ),
+        io::ErrorKind::AddrInUse => format!(
+            " (another process uses port {port}: `ss -lunpt 'sport = :{port}'` shows which; \
+             stop it, or {other})",
+            port = addr.port()
+        ),
+        _ => String::new(),
+    }
+}
+
 /// Binds `workers` UDP sockets and the TCP listener on `addr`. A fixed port binds TCP
-/// first: unlike SO_REUSEPORT UDP, it fails loudly when another instance holds the port.
-/// Port 0 lets the kernel choose for the first UDP socket and takes the same port for
-/// the rest, retrying in the rare case that some other process holds it for TCP.
+/// first, and every port the first UDP socket, without SO_REUSEPORT (see
+/// [`udp_sockets`]): either fails loudly when another process holds the port. Port 0
+/// lets the kernel choose for the first UDP socket and takes the same port for the rest,
+/// retrying in the rare case that some other process holds it for TCP.
 async fn bind_with_tcp(
     addr: SocketAddr,
     workers: usize,
 ) -> io::Result<(Vec<UdpSocket>, TcpListener)> {
-    let reuse = workers > 1;
     if addr.port() != 0 {
         let tcp = TcpListener::bind(addr).await?;
-        let udp = (0..workers)
-            .map(|_| udp_socket(addr, reuse))
-            .collect::<io::Result<Vec<_>>>()?;
-        return Ok((udp, tcp));
+        return Ok((udp_sockets(addr, workers)?, tcp));
     }
     let mut last = None;
     for _ in 0..16 {
-        let first = udp_socket(addr, reuse)?;
+        let first = udp_socket(addr, false)?;
         let bound = first.local_addr()?;
         match TcpListener::bind(bound).await {
-            Ok(tcp) => {
-                let mut udp = vec![first];
-                for _ in 1..workers {
-                    udp.push(udp_socket(bound, reuse)?);
-                }
-                return Ok((udp, tcp));
-            }
+            Ok(tcp) => return Ok((share_port(first, bound, workers)?, tcp)),
             Err(e) => last = Some(e),
         }
     }
     Err(last.unwrap_or_else(|| io::Error::other("no free port")))
+}
+
+/// `workers` UDP sockets on `addr` sharing its port. The first binds without
+/// SO_REUSEPORT, so the bind fails when any other socket holds the port: a foreign
+/// socket of the same user that set SO_REUSEPORT would otherwise be joined silently,
+/// and the kernel would hand it a share of our queries. SO_REUSEPORT is set on it once
+/// it is bound, and the kernel then puts the others in its group.
+fn udp_sockets(addr: SocketAddr, workers: usize) -> io::Result<Vec<UdpSocket>> {
+    let first = udp_socket(addr, false)?;
+    share_port(first, addr, workers)
+}
+
+fn share_port(first: UdpSocket, addr: SocketAddr, workers: usize) -> io::Result<Vec<UdpSocket>> {
+    if workers > 1 {
+        socket2::SockRef::from(&first).set_reuse_port(true)?;
+    }
+    let mut udp = vec![first];
+    for _ in 1..workers {
+        udp.push(udp_socket(addr, true)?);
+    }
+    Ok(udp)
 }
 
 fn udp_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
@@ -193,6 +223,72 @@ mod tests {
         };
         assert_eq!(r, 0, "{}", io::Error::last_os_error());
         value
+    }
+
+    /// A foreign UDP socket with SO_REUSEPORT on the port: binding there must fail as
+    /// for any taken port, not join its group (which would hand it a share of queries).
+    #[tokio::test]
+    async fn a_port_shared_by_a_foreign_reuseport_socket_is_taken() {
+        // Bound alone first, so the kernel picks a port nobody else shares.
+        let foreign = udp_socket("127.0.0.1:0".parse().unwrap(), false).unwrap();
+        socket2::SockRef::from(&foreign)
+            .set_reuse_port(true)
+            .unwrap();
+        let addr = foreign.local_addr().unwrap();
+        // TCP is free there, so only the UDP group could make the bind fail.
+        drop(std::net::TcpListener::bind(addr).expect("TCP port free"));
+        for workers in [1, 2] {
+            let err = bind(&[addr], workers)
+                .await
+                .expect_err("joined a foreign socket");
+            assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
+            let msg = err.to_string();
+            assert!(
+                msg.contains(&format!("cannot listen on {addr}")) && msg.contains("--listen"),
+                "{msg}"
+            );
+        }
+    }
+
+    /// SO_REUSEPORT set on the first socket after its bind still puts the workers in
+    /// one group: every worker receives its share of the datagrams.
+    #[tokio::test]
+    async fn workers_share_the_port() {
+        let sockets = bind(&["127.0.0.1:0".parse().unwrap()], 2).await.unwrap();
+        let addr = sockets.udp_addrs()[0];
+        assert_eq!(sockets.udp.len(), 2);
+        // 64 source ports: the kernel spreads them by hash over the group.
+        let clients: Vec<UdpSocket> = (0..64)
+            .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
+        for c in &clients {
+            c.send_to(b"x", addr).unwrap();
+        }
+        let mut got = [0; 2];
+        for (i, s) in sockets.udp.iter().enumerate() {
+            s.set_read_timeout(Some(std::time::Duration::from_millis(200)))
+                .unwrap();
+            let mut buf = [0; 16];
+            while s.recv(&mut buf).is_ok() {
+                got[i] += 1;
+            }
+        }
+        assert_eq!(got[0] + got[1], 64, "{got:?}");
+        assert!(got[0] > 0 && got[1] > 0, "one worker got nothing: {got:?}");
+    }
+
+    #[test]
+    fn bind_errors_say_what_to_do() {
+        let denied = io::Error::from(io::ErrorKind::PermissionDenied);
+        let h = hint(&denied, "0.0.0.0:53".parse().unwrap());
+        assert!(
+            h.contains("CAP_NET_BIND_SERVICE") && h.contains("--listen"),
+            "{h}"
+        );
+        assert_eq!(hint(&denied, "0.0.0.0:5300".parse().unwrap()), "");
+        let in_use = io::Error::from(io::ErrorKind::AddrInUse);
+        let h = hint(&in_use, "127.0.0.1:5353".parse().unwrap());
+        assert!(h.contains("sport = :5353") && h.contains("--listen"), "{h}");
     }
 
     #[test]

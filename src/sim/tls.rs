@@ -23,11 +23,17 @@ pub const CERT_PEM: &str = include_str!("../../tests/fixtures/tls/cert.pem");
 /// Its PKCS#8 private key.
 const KEY_PEM: &str = include_str!("../../tests/fixtures/tls/key.pem");
 
-/// A server config for [`CERT_PEM`]. The provider is named explicitly rather than taken
-/// from the process default, which may be unset or ambiguous in a user's test binary.
+/// A server config for [`CERT_PEM`].
 pub(super) fn server_config() -> io::Result<Arc<ServerConfig>> {
-    let cert = CertificateDer::from_pem_slice(CERT_PEM.as_bytes()).map_err(io::Error::other)?;
-    let key = PrivateKeyDer::from_pem_slice(KEY_PEM.as_bytes()).map_err(io::Error::other)?;
+    server_config_for(CERT_PEM, KEY_PEM)
+}
+
+/// A server config for one certificate and its key (PEM). The provider is named
+/// explicitly rather than taken from the process default, which may be unset or
+/// ambiguous in a user's test binary.
+pub(super) fn server_config_for(cert_pem: &str, key_pem: &str) -> io::Result<Arc<ServerConfig>> {
+    let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(io::Error::other)?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(io::Error::other)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

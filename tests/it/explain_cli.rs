@@ -237,3 +237,42 @@ fn explain_json_from_the_server_keeps_stdout_pure_json() {
         "explain: parameter \"type\": unknown type \"BOGUS\""
     );
 }
+
+/// Other types than A and AAAA at a dynamic name are no policy decision: the `data` row
+/// says the name is dynamic (it said "static (zone file)"), and where the answer is from.
+#[test]
+fn other_types_at_a_dynamic_name_are_labelled_as_such() {
+    let zone = format!("{}www IN TXT \"v=1\"\n", zone_text());
+    let dep = Deployment::new(CONFIG, &[("gslb.test.zone", &zone)]);
+    let data = |args: &[&str]| {
+        let out = explain(&dep.config(), args);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        rows(&stdout(&out), "data")
+    };
+    let dynamic =
+        "dynamic name db.gslb.test. (policy failover), whose policy decides A and AAAA only";
+    assert_eq!(
+        data(&["db.gslb.test", "TXT"]),
+        [format!("{dynamic}; no TXT at it in the zone file (NODATA)")]
+    );
+    let www = "dynamic name www.gslb.test. (policy failover), whose policy decides A and AAAA only";
+    assert_eq!(
+        data(&["www.gslb.test", "TXT"]),
+        [format!("{www}; its TXT is static (zone file)")]
+    );
+    // At the end of a CNAME chain too.
+    assert_eq!(
+        data(&["towww.gslb.test", "MX"]),
+        [format!("{www}; no MX at it in the zone file (NODATA)")]
+    );
+    assert_eq!(data(&["static.gslb.test", "TXT"]), ["static (zone file)"]);
+    // A and AAAA are decided: no `data` row.
+    assert!(data(&["www.gslb.test", "A"]).is_empty());
+
+    let out = explain(&dep.config(), &["--json", "db.gslb.test", "TXT"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["undecided_dynamic"], "db.gslb.test. (policy failover)");
+    let out = explain(&dep.config(), &["--json", "static.gslb.test", "TXT"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v.get("undecided_dynamic").is_none(), "{v}");
+}

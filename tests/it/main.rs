@@ -14,6 +14,7 @@ mod smaps;
 
 mod admin;
 mod admin_slots;
+mod cli;
 mod cluster;
 mod cname_region;
 mod config_errors;
@@ -32,6 +33,7 @@ mod hostile;
 mod in_process;
 mod policies;
 mod probe_source;
+mod probe_tls;
 mod protocol;
 mod reload;
 mod reload_settings;

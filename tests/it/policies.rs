@@ -326,4 +326,14 @@ fn a_missing_geoip_database_is_a_config_error() {
         err.contains("server.geoip") && err.contains("geo.mmdb"),
         "{err}"
     );
+    // At the value of `geoip` in gslb.toml, as every config error is.
+    let line = CONFIG
+        .lines()
+        .position(|l| l.starts_with("geoip ="))
+        .unwrap()
+        + 1;
+    assert!(
+        err.contains(&format!("gslb.toml:{line}:9: server.geoip: cannot open")),
+        "{err}"
+    );
 }

@@ -186,6 +186,7 @@ fn query_log_is_off_by_default_and_sampled_when_on() {
         "ecs=81.2.69.0/24",
         "name=www.gslb.test.",
         "qtype=A",
+        "rcode=NOERROR",
         "region=eu-west",
         "192.0.2.2",
     ] {

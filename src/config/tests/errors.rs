@@ -23,7 +23,21 @@ fn duplicate_key_is_a_syntax_error() {
     let e = err("[server]\nzones = \"a\"\nzones = \"b\"\n");
     assert_eq!(
         e,
-        "gslb.toml:3:1: server.zones: invalid TOML: duplicate key"
+        "gslb.toml:3:1: server.zones: invalid TOML: duplicate key: key `zones` is already set at line 2"
+    );
+    // A table written twice: its key path and where it was first.
+    let e = err(
+        "[server]\nzones = \"z\"\n[regions.east]\naddresses = [\"192.0.2.1\"]\n\n[regions . east]\n",
+    );
+    assert_eq!(
+        e,
+        "gslb.toml:6:12: regions.east: invalid TOML: duplicate key: table [regions.east] is already defined at line 3; a table is written once (merge the two)"
+    );
+    // Defined by a dotted key before its header: no line to point at, still the key.
+    let e = err("server.zones = \"z\"\n[server]\n");
+    assert_eq!(
+        e,
+        "gslb.toml:2:2: server: invalid TOML: duplicate key: already defined above"
     );
 }
 
@@ -154,7 +168,20 @@ fn probe_timeout_must_be_shorter_than_interval() {
     );
     assert_eq!(
         e,
-        "gslb.toml:3:34: regions.a.probe.timeout: probe timeout (6s) must be shorter than its interval (5s)"
+        "gslb.toml:3:34: regions.a.probe.timeout: probe timeout (6s) must be shorter than its interval (5s, inherited from [defaults] probe; set `interval` here to change it)"
+    );
+    // Only the interval written: the timeout it clashes with is inherited, and says so.
+    let e = err(
+        "[regions.a]\naddresses = [\"192.0.2.1\"]\nprobe = { tcp = \"h:1\", interval = \"2s\" }\n",
+    );
+    assert_eq!(
+        e,
+        "gslb.toml:3:35: regions.a.probe.interval: probe timeout (2s, inherited from [defaults] probe; set `timeout` here to change it) must be shorter than its interval (2s)"
+    );
+    let e = err("[defaults]\nprobe = { interval = \"1s\" }\n");
+    assert_eq!(
+        e,
+        "gslb.toml:2:22: defaults.probe.interval: probe timeout (2s, gslbd's default; set `timeout` here to change it) must be shorter than its interval (1s)"
     );
 }
 

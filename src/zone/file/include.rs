@@ -171,7 +171,7 @@ impl Expander {
                     Ok(origin) => self.set_origin(origin, at),
                     Err(e) => self.error(at, format!("$ORIGIN {name}: {e}")),
                 },
-                (Some("$TTL"), [ttl]) => match too_big_ttl(ttl) {
+                (Some("$TTL"), [ttl]) => match bad_ttl(ttl) {
                     Some(msg) => self.error(at, format!("$TTL {ttl}: {msg}")),
                     None => self.emit(&text[l.start..l.end], at, None),
                 },
@@ -203,11 +203,15 @@ impl Expander {
             return self.diags.push(d);
         }
         // RFC 2181 §8: a TTL is 0..2^31-1; the tokens before the type are TTL and class.
+        // A token there that starts like a number is a TTL, however broken: hickory would
+        // take `-5` for a record type ("record type string unknown").
         let fields = l.toks.iter().skip(usize::from(!l.blank_owner));
         let ttls = fields.take_while(|t| {
-            parse_ttl(&t.text).is_ok() || DNSClass::from_str(&t.text.to_ascii_uppercase()).is_ok()
+            parse_ttl(&t.text).is_ok()
+                || DNSClass::from_str(&t.text.to_ascii_uppercase()).is_ok()
+                || looks_like_ttl(&t.text)
         });
-        if let Some(msg) = ttls.filter_map(|t| too_big_ttl(&t.text)).next() {
+        if let Some(msg) = ttls.filter_map(|t| bad_ttl(&t.text)).next() {
             let d = self.diag(Some(at), msg);
             return self.diags.push(d);
         }
@@ -265,12 +269,35 @@ impl Expander {
     }
 }
 
-/// Why `ttl` is refused, when it is a TTL of 2^31 or more (RFC 2181 §8).
-fn too_big_ttl(ttl: &str) -> Option<String> {
-    let v = parse_ttl(ttl).ok()?;
-    (v > i32::MAX as u32).then(|| {
-        format!("TTL {ttl} ({v}) is out of range: RFC 2181 §8: a TTL must be 0..2147483647")
-    })
+/// A word that starts like a number: in the TTL's place it can only be meant as one
+/// (record types and classes start with a letter).
+fn looks_like_ttl(word: &str) -> bool {
+    let digits = word.strip_prefix(['-', '+']).unwrap_or(word);
+    digits.starts_with(|c: char| c.is_ascii_digit())
+}
+
+/// Why `ttl` is refused: 2^31 or more (RFC 2181 §8), negative, too large to read, or not
+/// a TTL at all although it starts like one (`5x`).
+fn bad_ttl(ttl: &str) -> Option<String> {
+    const RANGE: &str = "RFC 2181 §8: a TTL must be 0..2147483647";
+    match parse_ttl(ttl) {
+        Ok(v) if v > i32::MAX as u32 => Some(format!("TTL {ttl} ({v}) is out of range: {RANGE}")),
+        Ok(_) => None,
+        Err(_) if !looks_like_ttl(ttl) => None,
+        Err(_) if ttl.starts_with('-') => Some(format!("TTL {ttl} is negative: {RANGE}")),
+        Err(_)
+            if ttl
+                .trim_start_matches('+')
+                .bytes()
+                .all(|b| b.is_ascii_digit()) =>
+        {
+            Some(format!("TTL {ttl} is out of range: {RANGE}"))
+        }
+        Err(_) => Some(format!(
+            "TTL {ttl} is not a TTL: expected seconds (300) or a duration with the units \
+             s, m, h, d, w (1h30m), at most 2147483647 seconds"
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -280,3 +280,34 @@ fn ttls_of_2_pow_31_and_more_are_refused() {
         ":1: $TTL 2147483648",
     );
 }
+
+/// hickory reads a TTL it cannot parse as the record type: `record type string unknown:
+/// -5`. Each is reported as the TTL it is meant to be.
+#[test]
+fn invalid_ttls_say_the_ttl_is_invalid_and_why() {
+    for (ttl, why) in [
+        (
+            "-5",
+            "TTL -5 is negative: RFC 2181 §8: a TTL must be 0..2147483647",
+        ),
+        (
+            "99999999999",
+            "TTL 99999999999 is out of range: RFC 2181 §8: a TTL must be 0..2147483647",
+        ),
+        (
+            "1y",
+            "TTL 1y is not a TTL: expected seconds (300) or a duration with the units s, m, h, d, w (1h30m)",
+        ),
+    ] {
+        for text in [
+            format!("{HEAD}www {ttl} IN A 192.0.2.2\n"),
+            format!("{HEAD}www IN {ttl} A 192.0.2.2\n"),
+        ] {
+            let e = fails(&text, why);
+            assert!(e.contains(":5: "), "{e}");
+            assert!(!e.contains("record type"), "{e}");
+        }
+        let e = fails(&format!("$TTL {ttl}\n{}", &HEAD[9..]), why);
+        assert!(e.contains(&format!(":1: $TTL {ttl}: ")), "{e}");
+    }
+}
