@@ -138,8 +138,8 @@ pub fn answer(
 
 /// The template to copy: its signed twin for a DO=1 query to a signed zone (`None` when
 /// there is none: the general path answers).
-fn pick(t: &Template, dnssec: bool) -> Option<&Template> {
-    if dnssec { t.signed.as_deref() } else { Some(t) }
+fn pick(t: Template<'_>, dnssec: bool) -> Option<Template<'_>> {
+    if dnssec { t.signed() } else { Some(t) }
 }
 
 /// An authoritative NOERROR answer from our zones, sections starting at `at`.
@@ -158,9 +158,9 @@ fn static_body(at: usize) -> Body {
 }
 
 /// Appends a template's sections.
-fn copy(t: &Template, kind: Kind, out: &mut Vec<u8>) -> Body {
+fn copy(t: Template<'_>, kind: Kind, out: &mut Vec<u8>) -> Body {
     let at = out.len();
-    out.extend_from_slice(&t.body);
+    out.extend_from_slice(t.body);
     Body {
         counts: t.counts,
         additional_at: at + t.additional_at,

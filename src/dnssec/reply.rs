@@ -72,7 +72,7 @@ pub fn secure<'s>(
         let zone = zone_of(src.zones, &cut).ok_or(Unsigned)?;
         match zone.ds_at(&cut) {
             // A signed delegation: its DS, signed below.
-            Some(ds) => s.authority.extend(ds.iter().map(Cow::Borrowed)),
+            Some(ds) => s.authority.extend(crate::zone::records(ds)),
             // An insecure one: the NSEC at the cut shows NS and no DS.
             None => proof.extend(
                 zone.proof(&cut, RecordType::DS)

@@ -9,7 +9,9 @@
 //! knows nothing of regions or health.
 
 pub mod file;
+mod names;
 mod signed;
+mod store;
 pub mod wire;
 
 use std::borrow::Cow;
@@ -54,9 +56,12 @@ pub struct Zone {
     soa: Record,
     /// The SOA with TTL = min(SOA TTL, MINIMUM), for negative answers (RFC 2308 §3).
     neg_soa: Record,
-    /// Keyed with foldhash: every query hashes its name here, and SipHash showed up in
-    /// profiles. Keys come from zone files, so collision attacks have nothing to aim at.
-    nodes: HashMap<Name, Node, foldhash::fast::RandomState>,
+    /// Every node, by lower-case wire name.
+    nodes: names::NameMap<Node>,
+    /// The nodes' RRsets.
+    store: store::Store,
+    /// With `[dnssec]`: each node's (by index) signatures and proofs; empty without.
+    sigs: Vec<signed::NodeSigs>,
     /// With `[dnssec]`: the zone's keys and the epoch its signatures were made in.
     signer: Option<Arc<Signer>>,
 }
@@ -64,27 +69,13 @@ pub struct Zone {
 /// The data at one owner name; an empty node is an empty non-terminal.
 #[derive(Debug, Default, Clone)]
 struct Node {
-    rrsets: Vec<(RecordType, Vec<Record>)>,
+    rrsets: store::RRsets,
     dynamic: Option<RecordId>,
     /// The dynamic record may answer by CNAME (a candidate region has `cname`): it then
     /// answers every type, as a CNAME owner does (RFC 1034 §3.6.2).
     any_type: bool,
     /// NS records below the apex: a zone cut, data here and below is not ours.
     cut: bool,
-    /// With `[dnssec]`: the RRSIGs of each signed RRset, by type and TTL (the apex SOA
-    /// has two when its negative TTL differs).
-    sigs: Vec<(RecordType, u32, Box<[Record]>)>,
-    /// With `[dnssec]`: the NSEC records proving what the node does not hold.
-    proofs: Option<Box<signed::Proofs>>,
-}
-
-impl Node {
-    fn rrset(&self, t: RecordType) -> Option<&[Record]> {
-        self.rrsets
-            .iter()
-            .find(|(rt, _)| *rt == t)
-            .map(|(_, rs)| rs.as_slice())
-    }
 }
 
 /// Response code of a resolution.
@@ -128,12 +119,14 @@ pub struct Resolution<'z> {
 
 /// What one name in one zone holds for a type.
 enum Step<'z> {
-    Data(&'z [Record]),
-    Cname(&'z Record),
+    Data(Cow<'z, [Record]>),
+    /// The node's CNAME RRset (one record).
+    Cname(Cow<'z, [Record]>),
     Dynamic(RecordId),
     NoData,
     NxDomain,
-    Referral(&'z Node),
+    /// The node (by index) of the zone cut.
+    Referral(usize),
 }
 
 impl Zones {
@@ -190,9 +183,10 @@ impl Zones {
                 continue;
             }
             let may_cname = rec.regions.iter().any(|r| model.region(*r).is_cname());
-            if let (true, Some(node)) = (may_cname, zone.nodes.get(&name)) {
+            let node = zone.node(&name).map(|(_, node)| node.rrsets);
+            if let (true, Some(sets)) = (may_cname, node) {
                 // RFC 1034 §3.6.2, RFC 2181 §10.1: a CNAME owner has no other data.
-                if let Some((t, _)) = node.rrsets.first() {
+                if let Some(t) = zone.store.first_type(sets) {
                     errors.push(at(format!(
                         "clashes with the static {t} record at {} in zone {}: a dynamic name \
                          whose regions include a cname region answers every type with that \
@@ -201,9 +195,9 @@ impl Zones {
                     )));
                 }
             }
-            if let Some(node) = zone.nodes.get(&name) {
+            if let Some(sets) = node {
                 for t in [RecordType::A, RecordType::AAAA, RecordType::CNAME] {
-                    if node.rrset(t).is_some() {
+                    if zone.store.has(sets, t) {
                         errors.push(at(format!(
                             "clashes with the static {t} record at {} in zone {}: a dynamic name \
                              must not have static {t} data",
@@ -213,8 +207,13 @@ impl Zones {
                 }
             }
             let node = zone.insert_node(&name);
+            let node = zone.nodes.value_mut(node);
             node.dynamic = Some(RecordId(i as u32));
             node.any_type = may_cname;
+        }
+        for zone in &mut zones {
+            zone.nodes.shrink_to_fit();
+            zone.store.shrink_to_fit();
         }
         if let (Some((ring, epoch)), Some(cfg)) = (keys, &model.dnssec) {
             for zone in &mut zones {
@@ -347,23 +346,57 @@ impl Zone {
             soa,
             neg_soa,
             apex,
-            nodes: HashMap::default(),
+            nodes: names::NameMap::default(),
+            store: store::Store::default(),
+            sigs: Vec::new(),
             signer: None,
         };
         zone.insert_node(&zone.apex.clone());
+        // The records of one node come one after the other (the loader sorts them by
+        // owner): each node's RRsets are gathered, then stored at once.
+        let mut gathered: Option<(usize, store::Sets)> = None;
         for rec in f.records {
             let t = rec.record_type();
             let is_apex = rec.name == zone.apex;
-            let node = zone.insert_node(&rec.name.clone());
+            let i = zone.insert_node(&rec.name);
             if t == RecordType::NS && !is_apex {
-                node.cut = true;
+                zone.nodes.value_mut(i).cut = true;
             }
-            match node.rrsets.iter_mut().find(|(rt, _)| *rt == t) {
+            if gathered.as_ref().is_some_and(|(at, _)| *at != i) {
+                zone.add_sets(gathered.take());
+            }
+            let (_, sets) = gathered.get_or_insert_with(|| (i, Vec::new()));
+            match sets.iter_mut().find(|(rt, _)| *rt == t) {
                 Some((_, set)) => set.push(rec),
-                None => node.rrsets.push((t, vec![rec])),
+                None => sets.push((t, vec![rec])),
             }
         }
+        zone.add_sets(gathered);
         Ok(zone)
+    }
+
+    /// Adds RRsets to a node (by index), after those it has.
+    fn add_sets(&mut self, sets: Option<(usize, store::Sets)>) {
+        let Some((i, sets)) = sets else { return };
+        let key = self.nodes.key(i);
+        let mut all = self.store.sets(self.nodes.value(i).rrsets, key);
+        for (t, records) in sets {
+            match all.iter_mut().find(|(rt, _)| *rt == t) {
+                Some((_, set)) => set.extend(records),
+                None => all.push((t, records)),
+            }
+        }
+        self.set_sets(i, all);
+    }
+
+    /// Replaces a node's (by index) RRsets.
+    fn set_sets(&mut self, i: usize, sets: store::Sets) {
+        let h = if sets.is_empty() {
+            store::RRsets::default()
+        } else {
+            self.store.put(self.nodes.key(i), sets)
+        };
+        self.nodes.value_mut(i).rrsets = h;
     }
 
     /// The apex name.
@@ -379,8 +412,10 @@ impl Zone {
     /// The precomputed RRSIGs of the RRset (`name`, `rtype`) with TTL `ttl`, when the
     /// zone holds that RRset and signs it.
     pub fn rrsigs(&self, name: &Name, rtype: RecordType, ttl: u32) -> Option<&[Record]> {
-        let node = self.nodes.get(name)?;
-        node.sigs
+        let (i, _) = self.node(name)?;
+        self.sigs
+            .get(i)?
+            .sigs
             .iter()
             .find(|(t, tl, _)| *t == rtype && *tl == ttl)
             .map(|(_, _, s)| &**s)
@@ -389,8 +424,9 @@ impl Zone {
     /// The precomputed denial at `name` for `qtype` (NSEC and RRSIGs), when `name` is a
     /// node of the zone.
     pub fn proof(&self, name: &Name, qtype: RecordType) -> Option<&[Record]> {
-        let node = self.nodes.get(name)?;
-        node.proofs.as_ref().map(|p| p.for_type(qtype))
+        let (i, _) = self.node(name)?;
+        let proofs = self.sigs.get(i)?.proofs.as_ref()?;
+        Some(proofs.for_type(qtype))
     }
 
     /// Whether data owned by `name` of type `rtype` is the zone's to sign: not at or below
@@ -403,17 +439,19 @@ impl Zone {
     }
 
     /// The DS RRset at the zone cut `name`, when the zone file has one.
-    pub fn ds_at(&self, name: &Name) -> Option<&[Record]> {
-        self.nodes.get(name)?.rrset(RecordType::DS)
+    pub fn ds_at(&self, name: &Name) -> Option<Cow<'_, [Record]>> {
+        let (i, _) = self.node(name)?;
+        self.rrset(i, RecordType::DS)
     }
 
     /// The types a compact-denial NSEC at `name` lists, when `name` exists only through
     /// a wildcard (its data is the wildcard's); `None` when no wildcard covers it.
     pub fn wildcard_types(&self, name: &Name) -> Option<Vec<RecordType>> {
+        let key = Key::of(name);
         let total = label_count(name);
         let mut encloser = self.apex_labels;
         for n in self.apex_labels + 1..=total {
-            if !self.nodes.contains_key(&name.trim_to(n)) {
+            if self.nodes.index_of(key.suffix(total - n)).is_none() {
                 break;
             }
             encloser = n;
@@ -421,8 +459,9 @@ impl Zone {
         if encloser == total {
             return None;
         }
-        let w = name.trim_to(encloser).prepend_label("*").ok()?;
-        self.nodes.get(&w).map(signed::bitmap)
+        let w = Key::wildcard(key.suffix(total - encloser))?;
+        let node = self.nodes.get(w.bytes())?;
+        Some(signed::bitmap(&self.store.types(node.rrsets), node))
     }
 
     /// The SOA as written in the zone file.
@@ -435,22 +474,43 @@ impl Zone {
         &self.neg_soa
     }
 
-    /// The node at `name`, creating it and every missing ancestor up to the apex (empty
-    /// non-terminals must exist so that they answer NODATA, not NXDOMAIN).
-    fn insert_node(&mut self, name: &Name) -> &mut Node {
-        let mut n = label_count(name);
+    /// The node at `name`, with its index.
+    fn node(&self, name: &Name) -> Option<(usize, &Node)> {
+        let i = self.nodes.index_of(Key::of(name).bytes())?;
+        Some((i, self.nodes.value(i)))
+    }
+
+    /// The RRset of type `t` of the node at index `i`.
+    fn rrset(&self, i: usize, t: RecordType) -> Option<Cow<'_, [Record]>> {
+        let sets = self.nodes.value(i).rrsets;
+        self.store.get(sets, self.nodes.key(i), t)
+    }
+
+    /// The index of the node at `name`, creating it and every missing ancestor up to the
+    /// apex (empty non-terminals must exist so that they answer NODATA, not NXDOMAIN).
+    fn insert_node(&mut self, name: &Name) -> usize {
+        let key = Key::of(name);
+        let total = label_count(name);
+        let mut n = total;
         while n > self.apex_labels {
             n -= 1;
-            self.nodes.entry(name.trim_to(n)).or_default();
+            self.nodes
+                .index_or_insert_with(key.suffix(total - n), Node::default);
         }
-        self.nodes.entry(name.clone()).or_default()
+        self.nodes.index_or_insert_with(key.bytes(), Node::default)
     }
 
     /// The delegation point at or above `name` (below the apex), if any.
     fn cut_above(&self, name: &Name) -> Option<Name> {
-        (self.apex_labels + 1..=label_count(name))
+        let key = Key::of(name);
+        let total = label_count(name);
+        (self.apex_labels + 1..=total)
+            .find(|n| {
+                self.nodes
+                    .get(key.suffix(total - n))
+                    .is_some_and(|node| node.cut)
+            })
             .map(|n| name.trim_to(n))
-            .find(|anc| self.nodes.get(anc).is_some_and(|node| node.cut))
     }
 
     fn resolve<'z>(&'z self, qname: &Name, qtype: RecordType) -> Resolution<'z> {
@@ -468,11 +528,11 @@ impl Zone {
             let (step, synthesized) = self.lookup(&name, qtype);
             // RFC 4592 §3.4.3: records synthesised from a wildcard take the query name.
             let synth = synthesized.then(|| name.as_ref().clone());
-            let owner = |r: &'z Record| with_owner(r, synth.as_ref());
+            let owner = |r: Cow<'z, Record>| with_owner(r, synth.as_ref());
             match step {
                 Step::Data(set) => {
-                    res.answers.extend(set.iter().map(owner));
-                    self.add_additionals(set, &mut res.additionals);
+                    self.add_additionals(&set, &mut res.additionals);
+                    res.answers.extend(records(set).map(owner));
                     return res;
                 }
                 Step::Dynamic(record) => {
@@ -483,21 +543,28 @@ impl Zone {
                     });
                     return res;
                 }
-                Step::Cname(rec) => {
+                Step::Cname(set) => {
+                    let Some(rec) = records(set).next() else {
+                        return res;
+                    };
+                    let target = match &rec.data {
+                        RData::CNAME(target) => Some(target.0.clone()),
+                        _ => None,
+                    };
                     res.answers.push(owner(rec));
-                    let RData::CNAME(target) = &rec.data else {
+                    let Some(target) = target else {
                         return res;
                     };
                     // A target outside this zone is for the resolver to chase. A name
                     // already answered for is a loop: stop, so no record repeats (RFC
                     // 2181 §5); the answers so far are this chain's CNAMEs.
                     if qtype == RecordType::CNAME
-                        || !self.apex.zone_of(&target.0)
-                        || res.answers.iter().any(|r| r.name == target.0)
+                        || !self.apex.zone_of(&target)
+                        || res.answers.iter().any(|r| r.name == target)
                     {
                         return res;
                     }
-                    name = Cow::Owned(target.0.clone());
+                    name = Cow::Owned(target);
                 }
                 Step::NoData => {
                     res.authority.push(Cow::Borrowed(&self.neg_soa));
@@ -512,9 +579,9 @@ impl Zone {
                 Step::Referral(cut) => {
                     // AA stays set when a CNAME of ours led here (RFC 1034 §4.3.2 step 3b).
                     res.authoritative = !res.answers.is_empty();
-                    let ns = cut.rrset(RecordType::NS).unwrap_or_default();
-                    res.authority.extend(ns.iter().map(Cow::Borrowed));
-                    self.add_additionals(ns, &mut res.additionals);
+                    let ns = self.rrset(cut, RecordType::NS).unwrap_or_default();
+                    self.add_additionals(&ns, &mut res.additionals);
+                    res.authority.extend(records(ns));
                     return res;
                 }
             }
@@ -529,47 +596,46 @@ impl Zone {
         // Walk down from the apex: a cut on the way is a referral (the DS at the cut
         // itself is the parent's data, RFC 4035 §3.1.4.1); the last existing node is the
         // closest encloser for wildcard matching (RFC 4592 §3.3.1).
+        let key = Key::of(name);
         let total = label_count(name);
         let mut encloser = self.apex_labels;
         for n in self.apex_labels + 1..=total {
-            let anc = if n == total {
-                Cow::Borrowed(name)
-            } else {
-                Cow::Owned(name.trim_to(n))
-            };
-            let Some(node) = self.nodes.get(anc.as_ref()) else {
+            let Some(i) = self.nodes.index_of(key.suffix(total - n)) else {
                 break;
             };
-            if node.cut && !(n == total && qtype == RecordType::DS) {
-                return (Step::Referral(node), false);
+            if self.nodes.value(i).cut && !(n == total && qtype == RecordType::DS) {
+                return (Step::Referral(i), false);
             }
             encloser = n;
         }
         if encloser == total {
-            let node = &self.nodes[name];
-            return (self.match_node(node, qtype), false);
+            return match self.nodes.index_of(key.bytes()) {
+                Some(i) => (self.match_node(i, qtype), false),
+                None => (Step::NxDomain, false),
+            };
         }
-        let wildcard = name
-            .trim_to(encloser)
-            .prepend_label("*")
-            .ok()
-            .and_then(|w| self.nodes.get(&w));
+        let wildcard = Key::wildcard(key.suffix(total - encloser))
+            .and_then(|w| self.nodes.index_of(w.bytes()));
         match wildcard {
-            Some(node) => (self.match_node(node, qtype), true),
+            Some(i) => (self.match_node(i, qtype), true),
             None => (Step::NxDomain, false),
         }
     }
 
-    fn match_node<'z>(&'z self, node: &'z Node, qtype: RecordType) -> Step<'z> {
+    fn match_node(&self, i: usize, qtype: RecordType) -> Step<'_> {
+        let node = self.nodes.value(i);
         if qtype == RecordType::ANY {
             // RFC 8482 §4.1: answer ANY with one RRset of the name, not all of them.
-            return match (node.rrsets.first(), node.dynamic) {
-                (_, Some(id)) => Step::Dynamic(id),
-                (Some((_, set)), None) => Step::Data(set),
-                (None, None) => Step::NoData,
+            return match (node.dynamic, node.rrsets == store::RRsets::default()) {
+                (Some(id), _) => Step::Dynamic(id),
+                (None, false) => match self.store.first(node.rrsets, self.nodes.key(i)) {
+                    Some(set) => Step::Data(set),
+                    None => Step::NoData,
+                },
+                (None, true) => Step::NoData,
             };
         }
-        if let Some(set) = node.rrset(qtype) {
+        if let Some(set) = self.rrset(i, qtype) {
             return Step::Data(set);
         }
         if let Some(id) = node.dynamic {
@@ -577,15 +643,15 @@ impl Zone {
                 return Step::Dynamic(id);
             }
         }
-        match node.rrset(RecordType::CNAME) {
-            Some([cname, ..]) => Step::Cname(cname),
+        match self.rrset(i, RecordType::CNAME) {
+            Some(set) if !set.is_empty() => Step::Cname(set),
             _ => Step::NoData,
         }
     }
 
     /// In-zone addresses of the names that NS, MX and SRV records point to: glue for
     /// referrals, and saved round trips for the rest (RFC 1034 §3.3.1 additional processing).
-    fn add_additionals<'z>(&'z self, set: &'z [Record], out: &mut Vec<Cow<'z, Record>>) {
+    fn add_additionals<'z>(&'z self, set: &[Record], out: &mut Vec<Cow<'z, Record>>) {
         for rec in set {
             let target = match &rec.data {
                 RData::NS(ns) => &ns.0,
@@ -596,16 +662,83 @@ impl Zone {
             if !self.apex.zone_of(target) {
                 continue;
             }
-            if let Some(node) = self.nodes.get(target) {
+            if let Some((i, _)) = self.node(target) {
                 for t in [RecordType::A, RecordType::AAAA] {
-                    for r in node.rrset(t).unwrap_or_default() {
-                        if !out.iter().any(|o| o.as_ref() == r) {
-                            out.push(Cow::Borrowed(r));
+                    for r in records(self.rrset(i, t).unwrap_or_default()) {
+                        if !out.iter().any(|o| o.as_ref() == r.as_ref()) {
+                            out.push(r);
                         }
                     }
                 }
             }
         }
+    }
+}
+
+/// The records of an RRset one by one, borrowed when the set is.
+pub fn records<'z>(set: Cow<'z, [Record]>) -> impl Iterator<Item = Cow<'z, Record>> {
+    let (borrowed, owned) = match set {
+        Cow::Borrowed(s) => (s.iter(), Vec::new()),
+        Cow::Owned(v) => ([].iter(), v),
+    };
+    borrowed
+        .map(Cow::Borrowed)
+        .chain(owned.into_iter().map(Cow::Owned))
+}
+
+/// A name's lower-case wire form (the key of the node maps), on the stack.
+struct Key {
+    buf: [u8; 256],
+    len: usize,
+}
+
+impl Key {
+    fn of(name: &Name) -> Key {
+        let mut k = Key {
+            buf: [0; 256],
+            len: 0,
+        };
+        for label in name.iter() {
+            // hickory keeps a name within 255 bytes; a longer one would find nothing.
+            if k.len + 1 + label.len() >= k.buf.len() {
+                break;
+            }
+            k.buf[k.len] = label.len() as u8;
+            for (to, b) in k.buf[k.len + 1..].iter_mut().zip(label) {
+                *to = b.to_ascii_lowercase();
+            }
+            k.len += 1 + label.len();
+        }
+        k.buf[k.len] = 0;
+        k.len += 1;
+        k
+    }
+
+    /// `*.` before the name `key`.
+    fn wildcard(key: &[u8]) -> Option<Key> {
+        let mut k = Key {
+            buf: [0; 256],
+            len: key.len() + 2,
+        };
+        k.buf.get_mut(..2)?.copy_from_slice(&[1, b'*']);
+        k.buf.get_mut(2..k.len)?.copy_from_slice(key);
+        Some(k)
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    /// The key of the name with its first `skip` labels taken off.
+    fn suffix(&self, skip: usize) -> &[u8] {
+        let mut at = 0;
+        for _ in 0..skip {
+            match self.buf.get(at) {
+                Some(&len) if at < self.len - 1 => at += 1 + usize::from(len),
+                _ => break,
+            }
+        }
+        &self.buf[at.min(self.len - 1)..self.len]
     }
 }
 
@@ -688,11 +821,11 @@ fn label_count(name: &Name) -> usize {
 }
 
 /// `r` as is, or a copy owned by `owner` (wildcard synthesis).
-fn with_owner<'z>(r: &'z Record, owner: Option<&Name>) -> Cow<'z, Record> {
+fn with_owner<'z>(r: Cow<'z, Record>, owner: Option<&Name>) -> Cow<'z, Record> {
     match owner {
-        None => Cow::Borrowed(r),
+        None => r,
         Some(name) => {
-            let mut r = r.clone();
+            let mut r = r.into_owned();
             r.name = name.clone();
             Cow::Owned(r)
         }

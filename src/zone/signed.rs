@@ -8,8 +8,16 @@ use std::sync::Arc;
 use hickory_proto::dnssec::rdata::DNSSECRData;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
-use super::{Node, Zone};
+use super::{Node, Zone, store};
 use crate::dnssec::{KEY_TTL, Signer};
+
+/// A node's DNSSEC data: the RRSIGs of each signed RRset, by type and TTL (the apex SOA
+/// has two when its negative TTL differs), and its denial proofs.
+#[derive(Debug, Clone, Default)]
+pub(super) struct NodeSigs {
+    pub(super) sigs: Sigs,
+    pub(super) proofs: Option<Box<Proofs>>,
+}
 
 /// A node's denial proofs: NSEC at the node and its RRSIGs.
 #[derive(Debug, Clone)]
@@ -37,7 +45,7 @@ impl Zone {
     /// denial with `signer`, replacing what an earlier run made.
     pub(super) fn sign(&mut self, signer: Arc<Signer>) {
         let apex = self.apex.clone();
-        let mut keys: Vec<(RecordType, Vec<Record>)> = vec![
+        let mut keys: store::Sets = vec![
             (RecordType::DNSKEY, Vec::new()),
             (RecordType::CDS, Vec::new()),
             (RecordType::CDNSKEY, Vec::new()),
@@ -53,37 +61,43 @@ impl Zone {
                     .push(Record::from_rdata(apex.clone(), KEY_TTL, RData::DNSSEC(d)));
             }
         }
-        if let Some(node) = self.nodes.get_mut(&apex) {
-            node.rrsets.retain(|(t, _)| {
+        if let Some((i, node)) = self.node(&apex) {
+            let mut sets = self.store.sets(node.rrsets, self.nodes.key(i));
+            sets.retain(|(t, _)| {
                 !matches!(
                     t,
                     RecordType::DNSKEY | RecordType::CDS | RecordType::CDNSKEY
                 )
             });
-            node.rrsets.extend(keys);
+            sets.extend(keys);
+            self.set_sets(i, sets);
         }
         let neg_ttl = self.neg_soa.ttl;
         // Below a zone cut: glue, not ours to sign (RFC 4035 §2.2).
-        let work: Vec<(&Name, &Node)> = self
-            .nodes
-            .iter()
-            .filter(|(name, _)| self.cut_above(name).is_none_or(|c| c == **name))
+        let work: Vec<(usize, Name)> = (0..self.nodes.len())
+            .map(|i| (i, store::from_wire(self.nodes.key(i))))
+            .filter(|(_, name)| self.cut_above(name).is_none_or(|c| c == *name))
             .collect();
         // Signing is ~20 µs a signature: a large zone is split over every core.
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let chunk = work.len().div_ceil(threads).max(256);
         let zone = &*self;
-        let signed: Vec<(Name, Sigs, Proofs)> = std::thread::scope(|scope| {
+        let signed: Vec<(usize, NodeSigs)> = std::thread::scope(|scope| {
             let handles: Vec<_> = work
                 .chunks(chunk)
                 .map(|part| {
                     let signer = &signer;
                     scope.spawn(move || {
                         part.iter()
-                            .map(|(name, node)| {
-                                let sigs = node_sigs(zone, signer, name, node, neg_ttl);
-                                let proofs = proofs(signer, name, node, neg_ttl);
-                                ((*name).clone(), sigs, proofs)
+                            .map(|(i, name)| {
+                                let node = zone.nodes.value(*i);
+                                let sets = zone.store.sets(node.rrsets, zone.nodes.key(*i));
+                                let sigs = node_sigs(zone, signer, name, node, &sets, neg_ttl);
+                                let types: Vec<RecordType> = sets.iter().map(|(t, _)| *t).collect();
+                                let proofs =
+                                    proofs(signer, name, &bitmap(&types, node), node, neg_ttl);
+                                let proofs = Some(Box::new(proofs));
+                                (*i, NodeSigs { sigs, proofs })
                             })
                             .collect::<Vec<_>>()
                     })
@@ -94,10 +108,9 @@ impl Zone {
                 .flat_map(|h| h.join().expect("a signing thread panicked"))
                 .collect()
         });
-        for (name, sigs, proofs) in signed {
-            let node = self.nodes.get_mut(&name).expect("listed above");
-            node.sigs = sigs;
-            node.proofs = Some(Box::new(proofs));
+        self.sigs = vec![NodeSigs::default(); self.nodes.len()];
+        for (i, sigs) in signed {
+            self.sigs[i] = sigs;
         }
         self.signer = Some(signer);
     }
@@ -107,9 +120,16 @@ type Sigs = Vec<(RecordType, u32, Box<[Record]>)>;
 
 /// The RRSIGs of a node's RRsets (at a cut, of its DS only: the NS belongs to the child),
 /// and at the apex of the negative SOA too when its TTL differs.
-fn node_sigs(zone: &Zone, signer: &Signer, name: &Name, node: &Node, neg_ttl: u32) -> Sigs {
+fn node_sigs(
+    zone: &Zone,
+    signer: &Signer,
+    name: &Name,
+    node: &Node,
+    sets: &store::Sets,
+    neg_ttl: u32,
+) -> Sigs {
     let mut sigs = Vec::new();
-    for (t, set) in &node.rrsets {
+    for (t, set) in sets {
         if node.cut && *t != RecordType::DS {
             continue;
         }
@@ -128,10 +148,10 @@ fn node_sigs(zone: &Zone, signer: &Signer, name: &Name, node: &Node, neg_ttl: u3
     sigs
 }
 
-/// The types a node's NSEC bitmap lists: its own, A and AAAA for a dynamic name (never
-/// CNAME: a validator would take the NODATA proof for a CNAME's).
-pub(super) fn bitmap(node: &Node) -> Vec<RecordType> {
-    let mut types: Vec<RecordType> = node.rrsets.iter().map(|(t, _)| *t).collect();
+/// The types a node's NSEC bitmap lists: its own (`types`), A and AAAA for a dynamic
+/// name (never CNAME: a validator would take the NODATA proof for a CNAME's).
+pub(super) fn bitmap(types: &[RecordType], node: &Node) -> Vec<RecordType> {
+    let mut types = types.to_vec();
     if node.dynamic.is_some() {
         types.extend([RecordType::A, RecordType::AAAA]);
     }
@@ -141,15 +161,14 @@ pub(super) fn bitmap(node: &Node) -> Vec<RecordType> {
     types
 }
 
-fn proofs(signer: &Signer, name: &Name, node: &Node, ttl: u32) -> Proofs {
-    let types = bitmap(node);
+fn proofs(signer: &Signer, name: &Name, types: &[RecordType], node: &Node, ttl: u32) -> Proofs {
     let without = |gone: RecordType| {
         let t: Vec<RecordType> = types.iter().copied().filter(|t| *t != gone).collect();
         signer.denial(name, ttl, &t).into_boxed_slice()
     };
     let dynamic = node.dynamic.is_some();
     Proofs {
-        all: signer.denial(name, ttl, &types).into_boxed_slice(),
+        all: signer.denial(name, ttl, types).into_boxed_slice(),
         no_a: dynamic.then(|| without(RecordType::A)),
         no_aaaa: dynamic.then(|| without(RecordType::AAAA)),
     }

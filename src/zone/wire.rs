@@ -13,34 +13,63 @@
 //! into the question still lands on the same label), then the template's sections.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
+use super::names::NameMap;
 use super::{Rcode, Zone};
 use crate::model::RecordId;
 
 /// The index: lower-case wire names to their prebuilt answers, and per zone what an
-/// NXDOMAIN needs.
+/// NXDOMAIN needs. Built for millions of names: entries are small and fixed-size, and
+/// the encoded sections of every template lie in one buffer.
 #[derive(Debug, Default)]
 pub struct WireIndex {
-    names: HashMap<Box<[u8]>, Entry, foldhash::fast::RandomState>,
+    names: NameMap<Entry>,
     zones: Vec<NxSoa>,
+    /// Every template; entries refer to them by index.
+    templates: Vec<Stored>,
+    /// The sections of every template, back to back.
+    bodies: Vec<u8>,
+    /// The static RRsets of the entries, as (type, template), each entry's in a row.
+    rrsets: Vec<(u16, Stored)>,
 }
 
 /// Encoded answer sections after the question, with their record counts.
-#[derive(Debug)]
-pub struct Template {
+#[derive(Clone, Copy)]
+pub struct Template<'i> {
     /// ANCOUNT, NSCOUNT, ARCOUNT (without OPT).
     pub counts: [u16; 3],
     /// The sections, as they follow the question.
-    pub body: Box<[u8]>,
+    pub body: &'i [u8],
     /// Where in `body` the additional section starts.
     pub additional_at: usize,
     /// With `[dnssec]`: the same answer for a DO=1 query, RRSIGs and proofs included.
-    pub signed: Option<Box<Template>>,
+    signed: u32,
+    index: &'i WireIndex,
 }
+
+impl<'i> Template<'i> {
+    /// With `[dnssec]`: the same answer for a DO=1 query, RRSIGs and proofs included.
+    pub fn signed(&self) -> Option<Template<'i>> {
+        self.index.template(self.signed)
+    }
+}
+
+/// A template as the index keeps it.
+#[derive(Debug, Clone, Copy)]
+struct Stored {
+    counts: [u16; 3],
+    additional_at: u16,
+    body_at: u32,
+    body_len: u32,
+    /// The signed twin (index), or [`NONE`].
+    signed: u32,
+}
+
+/// No template, no dynamic record.
+const NONE: u32 = u32::MAX;
 
 /// What an NXDOMAIN of a zone carries: the negative SOA, its owner (the apex) written as
 /// a pointer to the apex's labels at the end of the question.
@@ -52,43 +81,65 @@ pub struct NxSoa {
     pub tail: Box<[u8]>,
 }
 
-#[derive(Debug)]
-enum Entry {
-    /// The fast path leaves this name to the general path.
-    General,
-    Plain {
-        /// Index of the zone (for NXDOMAIN below this name).
-        zone: usize,
-        /// NXDOMAIN below this name would be a wildcard synthesis instead.
-        wildcard_below: bool,
-        /// The dynamic record answering A and AAAA here.
-        dynamic: Option<RecordId>,
-        /// The record may answer by CNAME: it answers every type.
-        any_type: bool,
-        /// Static answers by type.
-        rrsets: Box<[(u16, Template)]>,
-        /// NOERROR, no answer, SOA in authority.
-        nodata: Template,
-        /// A dynamic name's NODATA to an A (resp. AAAA) query: the same, signed with a
-        /// proof that leaves A (resp. AAAA) out of the bitmap.
-        nodata_a: Option<Box<Template>>,
-        nodata_aaaa: Option<Box<Template>>,
-    },
+/// One name's answers. `zone == GENERAL`: the fast path leaves the name to the general
+/// path.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    /// Index of the zone (for NXDOMAIN below this name).
+    zone: u16,
+    flags: u8,
+    /// How many static RRsets, from `WireIndex::rrsets[rrsets]` on.
+    sets: u8,
+    rrsets: u32,
+    /// The dynamic record (`RecordId`) answering A and AAAA here, or [`NONE`].
+    dynamic: u32,
+    /// NOERROR, no answer, SOA in authority (with [`PER_FAMILY`], followed by the ones
+    /// for A and AAAA queries).
+    nodata: u32,
 }
+
+const GENERAL: u16 = u16::MAX;
+/// NXDOMAIN below this name would be a wildcard synthesis instead.
+const WILDCARD_BELOW: u8 = 1;
+/// The dynamic record may answer by CNAME: it answers every type.
+const ANY_TYPE: u8 = 2;
+/// A dynamic name's NODATA to an A (resp. AAAA) query is its own template, `nodata + 1`
+/// (resp. `+ 2`): the same, signed with a proof that leaves A (resp. AAAA) out of the
+/// bitmap.
+const PER_FAMILY: u8 = 4;
+
+const GENERAL_ENTRY: Entry = Entry {
+    zone: GENERAL,
+    flags: 0,
+    sets: 0,
+    rrsets: 0,
+    dynamic: NONE,
+    nodata: NONE,
+};
 
 /// The fast path's answer for one lower-case name and type.
 #[derive(Debug)]
 pub enum Lookup<'i> {
     /// Static data: copy the template.
-    Static(&'i Template),
+    Static(Template<'i>),
     /// The name exists without data of this type.
-    NoData(&'i Template),
+    NoData(Template<'i>),
     /// A dynamic name; the template is its NODATA for when no region has addresses.
-    Dynamic(RecordId, &'i Template),
+    Dynamic(RecordId, Template<'i>),
     /// The name does not exist.
     NxDomain(&'i NxSoa),
     /// Anything else: answer through the general path.
     General,
+}
+
+impl std::fmt::Debug for Template<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Template")
+            .field("counts", &self.counts)
+            .field("body", &self.body)
+            .field("additional_at", &self.additional_at)
+            .finish_non_exhaustive()
+    }
 }
 
 impl WireIndex {
@@ -97,46 +148,55 @@ impl WireIndex {
         let mut index = WireIndex::default();
         for (zi, zone) in zones.iter().enumerate() {
             index.zones.push(nx_soa(zone));
-            for (name, node) in &zone.nodes {
+            // Unsigned, every plain name's NODATA is the same: one template per zone.
+            let shared = match zone.signer() {
+                Some(_) => NONE,
+                None => index.shared_nodata(zone),
+            };
+            for i in 0..zone.nodes.len() {
+                let name = super::store::from_wire(zone.nodes.key(i));
                 // A name that a deeper zone also covers is answered from that zone.
-                if super::best_zone(zones, name) != Some(zi) {
+                if super::best_zone(zones, &name) != Some(zi) {
                     continue;
                 }
-                let entry = entry(zones, zi, zone, name, node).unwrap_or(Entry::General);
-                index.names.insert(key(name), entry);
+                let entry = index
+                    .entry(zones, zi, zone, i, &name, shared)
+                    .unwrap_or(GENERAL_ENTRY);
+                let at = index
+                    .names
+                    .index_or_insert_with(zone.nodes.key(i), || entry);
+                *index.names.value_mut(at) = entry;
             }
         }
+        index.names.shrink_to_fit();
+        index.templates.shrink_to_fit();
+        index.bodies.shrink_to_fit();
+        index.rrsets.shrink_to_fit();
         index
     }
 
     /// What to answer for `key` (lower-case wire name) and `qtype`.
     pub fn lookup(&self, key: &[u8], qtype: u16) -> Lookup<'_> {
-        if let Some(entry) = self.names.get(key) {
-            return match entry {
-                Entry::General => Lookup::General,
-                Entry::Plain {
-                    dynamic,
-                    any_type,
-                    rrsets,
-                    nodata,
-                    nodata_a,
-                    nodata_aaaa,
-                    ..
-                } => {
-                    let nodata = match qtype {
-                        1 => nodata_a.as_deref().unwrap_or(nodata),
-                        28 => nodata_aaaa.as_deref().unwrap_or(nodata),
-                        _ => nodata,
-                    };
-                    if let Some((_, t)) = rrsets.iter().find(|(t, _)| *t == qtype) {
-                        Lookup::Static(t)
-                    } else if let (Some(id), true) = (dynamic, *any_type || matches!(qtype, 1 | 28))
-                    {
-                        Lookup::Dynamic(*id, nodata)
-                    } else {
-                        Lookup::NoData(nodata)
-                    }
-                }
+        if let Some(e) = self.names.get(key) {
+            if e.zone == GENERAL {
+                return Lookup::General;
+            }
+            let sets = &self.rrsets[e.rrsets as usize..][..usize::from(e.sets)];
+            if let Some((_, t)) = sets.iter().find(|(t, _)| *t == qtype) {
+                return Lookup::Static(self.view(t));
+            }
+            let family = match qtype {
+                1 if e.flags & PER_FAMILY != 0 => 1,
+                28 if e.flags & PER_FAMILY != 0 => 2,
+                _ => 0,
+            };
+            let Some(nodata) = self.template(e.nodata + family) else {
+                return Lookup::General;
+            };
+            return if e.dynamic != NONE && (e.flags & ANY_TYPE != 0 || matches!(qtype, 1 | 28)) {
+                Lookup::Dynamic(RecordId(e.dynamic), nodata)
+            } else {
+                Lookup::NoData(nodata)
             };
         }
         // The closest existing ancestor decides: no wildcard there means NXDOMAIN.
@@ -146,23 +206,185 @@ impl WireIndex {
                 break;
             }
             at += 1 + usize::from(len);
-            let Some(entry) = key.get(at..).and_then(|k| self.names.get(k)) else {
+            let Some(e) = key.get(at..).and_then(|k| self.names.get(k)) else {
                 continue;
             };
-            return match entry {
-                Entry::Plain {
-                    zone,
-                    wildcard_below: false,
-                    ..
-                } => self
-                    .zones
-                    .get(*zone)
-                    .map_or(Lookup::General, Lookup::NxDomain),
-                _ => Lookup::General,
-            };
+            if e.zone == GENERAL || e.flags & WILDCARD_BELOW != 0 {
+                return Lookup::General;
+            }
+            return self
+                .zones
+                .get(usize::from(e.zone))
+                .map_or(Lookup::General, Lookup::NxDomain);
         }
         // Outside every zone: REFUSED, left to the general path.
         Lookup::General
+    }
+
+    /// The template at index `at`.
+    #[inline]
+    fn template(&self, at: u32) -> Option<Template<'_>> {
+        self.templates.get(at as usize).map(|t| self.view(t))
+    }
+
+    #[inline]
+    fn view(&self, t: &Stored) -> Template<'_> {
+        Template {
+            counts: t.counts,
+            body: &self.bodies[t.body_at as usize..][..t.body_len as usize],
+            additional_at: usize::from(t.additional_at),
+            signed: t.signed,
+            index: self,
+        }
+    }
+
+    /// Keeps `t`'s sections (and its signed twin); `None` when it is too large to keep
+    /// (such a name is left to the general path).
+    fn store(&mut self, t: Encoded) -> Option<Stored> {
+        let signed = match t.signed {
+            Some(s) => self.keep(*s)?,
+            None => NONE,
+        };
+        let stored = Stored {
+            counts: t.counts,
+            additional_at: u16::try_from(t.additional_at).ok()?,
+            body_at: u32::try_from(self.bodies.len()).ok()?,
+            body_len: u32::try_from(t.body.len()).ok()?,
+            signed,
+        };
+        self.bodies.extend_from_slice(&t.body);
+        Some(stored)
+    }
+
+    /// Keeps `t` (and its signed twin) as a template of its own: its index.
+    fn keep(&mut self, t: Encoded) -> Option<u32> {
+        self.keep_row(vec![t])
+    }
+
+    /// Keeps templates (and their signed twins) at consecutive indices: the first's.
+    fn keep_row(&mut self, ts: Vec<Encoded>) -> Option<u32> {
+        let stored = ts
+            .into_iter()
+            .map(|t| self.store(t))
+            .collect::<Option<Vec<Stored>>>()?;
+        let at = u32::try_from(self.templates.len()).ok()?;
+        (at.checked_add(stored.len() as u32)? < NONE).then_some(())?;
+        self.templates.extend(stored);
+        Some(at)
+    }
+
+    /// The NODATA of a name of an unsigned zone: the negative SOA in authority. Its owner,
+    /// the apex, is written in full so the one template fits every name.
+    fn shared_nodata(&mut self, zone: &Zone) -> u32 {
+        let nx = nx_soa(zone);
+        let mut body = key(zone.apex()).into_vec();
+        body.extend_from_slice(&nx.tail);
+        let t = Encoded {
+            counts: [0, 1, 0],
+            additional_at: body.len(),
+            body,
+            signed: None,
+        };
+        self.keep(t).unwrap_or(NONE)
+    }
+
+    fn entry(
+        &mut self,
+        zones: &[Zone],
+        zi: usize,
+        zone: &Zone,
+        i: usize,
+        name: &Name,
+        shared_nodata: u32,
+    ) -> Option<Entry> {
+        let node = zone.nodes.value(i);
+        let types = zone.store.types(node.rrsets);
+        if zone.cut_above(name).is_some() || types.contains(&RecordType::CNAME) {
+            return None;
+        }
+        let lower = name.to_lowercase();
+        let mut rrsets = Vec::with_capacity(types.len());
+        for t in &types {
+            let res = zone.resolve(&lower, *t);
+            if res.rcode != Rcode::NoError
+                || !res.authoritative
+                || res.dynamic.is_some()
+                || res.answers.is_empty()
+            {
+                return None;
+            }
+            let t = u16::from(*t);
+            rrsets.push((t, template(zones, &lower, t, &res)?));
+        }
+        // A private-use type no node holds: the plain NODATA of this name.
+        let probe = RecordType::Unknown(65280);
+        let mut res = zone.resolve(&lower, probe);
+        if node.any_type && res.dynamic.is_some() && res.authority.is_empty() {
+            // A name that may answer by CNAME is dynamic for every type; its NODATA (an
+            // address region chosen for another type) is the zone's negative SOA.
+            res.dynamic = None;
+            res.authority.push(Cow::Borrowed(zone.negative_soa()));
+        }
+        if res.rcode != Rcode::NoError || !res.answers.is_empty() || res.dynamic.is_some() {
+            return None;
+        }
+        let signed_for = |qtype: u16| {
+            let signed = signed(zones, &lower, qtype, &res)?;
+            Some(Encoded {
+                signed: Some(Box::new(signed)),
+                ..encode(
+                    &lower,
+                    qtype,
+                    &res.answers,
+                    &res.authority,
+                    &res.additionals,
+                )?
+            })
+        };
+        let per_family = match (node.dynamic, zone.signer()) {
+            (Some(_), Some(_)) => Some((signed_for(1), signed_for(28))),
+            _ => None,
+        };
+        let nodata = match shared_nodata {
+            NONE => template(zones, &lower, 65280, &res)?,
+            _ => Encoded::default(),
+        };
+        let wildcard_below = name
+            .prepend_label("*")
+            .is_ok_and(|w| zone.node(&w).is_some());
+        let mut flags = 0;
+        if wildcard_below {
+            flags |= WILDCARD_BELOW;
+        }
+        if node.any_type {
+            flags |= ANY_TYPE;
+        }
+        // Everything is kept only now: a name that turns out general keeps nothing.
+        let nodata = match (shared_nodata, per_family) {
+            (NONE, None) => self.keep(nodata)?,
+            (NONE, Some((a, aaaa))) => {
+                // Without its own, a family's NODATA is the plain one, kept again so that
+                // the three sit side by side.
+                flags |= PER_FAMILY;
+                let plain = || template(zones, &lower, 65280, &res);
+                self.keep_row(vec![nodata, a.or_else(plain)?, aaaa.or_else(plain)?])?
+            }
+            (shared, _) => shared,
+        };
+        let first = u32::try_from(self.rrsets.len()).ok()?;
+        let sets = u8::try_from(rrsets.len()).ok()?;
+        for (t, encoded) in rrsets {
+            let stored = self.store(encoded)?;
+            self.rrsets.push((t, stored));
+        }
+        Some(Entry {
+            zone: u16::try_from(zi).ok().filter(|z| *z != GENERAL)?,
+            flags,
+            sets,
+            rrsets: first,
+            dynamic: node.dynamic.map_or(NONE, |r| r.0),
+            nodata,
+        })
     }
 }
 
@@ -177,70 +399,6 @@ pub fn key(name: &Name) -> Box<[u8]> {
     k.into_boxed_slice()
 }
 
-fn entry(zones: &[Zone], zi: usize, zone: &Zone, name: &Name, node: &super::Node) -> Option<Entry> {
-    if zone.cut_above(name).is_some() || node.rrset(RecordType::CNAME).is_some() {
-        return None;
-    }
-    let lower = name.to_lowercase();
-    let mut rrsets = Vec::with_capacity(node.rrsets.len());
-    for (t, _) in &node.rrsets {
-        let res = zone.resolve(&lower, *t);
-        if res.rcode != Rcode::NoError
-            || !res.authoritative
-            || res.dynamic.is_some()
-            || res.answers.is_empty()
-        {
-            return None;
-        }
-        let t = u16::from(*t);
-        rrsets.push((t, template(zones, &lower, t, &res)?));
-    }
-    // A private-use type no node holds: the plain NODATA of this name.
-    let probe = RecordType::Unknown(65280);
-    let mut res = zone.resolve(&lower, probe);
-    if node.any_type && res.dynamic.is_some() && res.authority.is_empty() {
-        // A name that may answer by CNAME is dynamic for every type; its NODATA (an
-        // address region chosen for another type) is the zone's negative SOA.
-        res.dynamic = None;
-        res.authority
-            .push(std::borrow::Cow::Borrowed(zone.negative_soa()));
-    }
-    if res.rcode != Rcode::NoError || !res.answers.is_empty() || res.dynamic.is_some() {
-        return None;
-    }
-    let nodata = template(zones, &lower, 65280, &res)?;
-    let signed_for = |qtype: u16| {
-        let signed = signed(zones, &lower, qtype, &res)?;
-        Some(Box::new(Template {
-            signed: Some(Box::new(signed)),
-            ..encode(
-                &lower,
-                qtype,
-                &res.answers,
-                &res.authority,
-                &res.additionals,
-            )?
-        }))
-    };
-    let (nodata_a, nodata_aaaa) = match (node.dynamic, zone.signer()) {
-        (Some(_), Some(_)) => (signed_for(1), signed_for(28)),
-        _ => (None, None),
-    };
-    let wildcard_below = name
-        .prepend_label("*")
-        .is_ok_and(|w| zone.nodes.contains_key(&w));
-    Some(Entry::Plain {
-        zone: zi,
-        wildcard_below,
-        dynamic: node.dynamic,
-        any_type: node.any_type,
-        rrsets: rrsets.into_boxed_slice(),
-        nodata,
-        nodata_a,
-        nodata_aaaa,
-    })
-}
-
 /// The reply to (`name`, `qtype`) with `res`'s sections, and with `[dnssec]` its signed
 /// twin (`None` when a signature it needs is not precomputed: the general path then
 /// answers DO=1 queries).
@@ -249,7 +407,7 @@ fn template(
     name: &Name,
     qtype: u16,
     res: &super::Resolution<'_>,
-) -> Option<Template> {
+) -> Option<Encoded> {
     let mut t = encode(name, qtype, &res.answers, &res.authority, &res.additionals)?;
     if zone_signed(zones, name) {
         t.signed = signed(zones, name, qtype, res).map(Box::new);
@@ -262,12 +420,7 @@ fn zone_signed(zones: &[Zone], name: &Name) -> bool {
 }
 
 /// The DO=1 reply: `res`'s sections with their RRSIGs and proof.
-fn signed(
-    zones: &[Zone],
-    name: &Name,
-    qtype: u16,
-    res: &super::Resolution<'_>,
-) -> Option<Template> {
+fn signed(zones: &[Zone], name: &Name, qtype: u16, res: &super::Resolution<'_>) -> Option<Encoded> {
     let (mut an, mut ns, mut ar) = (
         res.answers.clone(),
         res.authority.clone(),
@@ -289,6 +442,15 @@ fn signed(
     encode(name, qtype, &an, &ns, &ar)
 }
 
+/// A template while the index is built.
+#[derive(Debug, Default)]
+struct Encoded {
+    counts: [u16; 3],
+    body: Vec<u8>,
+    additional_at: usize,
+    signed: Option<Box<Encoded>>,
+}
+
 /// Encodes a reply to (`name`, `qtype`) with these sections and keeps what follows the
 /// question.
 fn encode(
@@ -297,7 +459,7 @@ fn encode(
     answers: &[Cow<'_, Record>],
     authority: &[Cow<'_, Record>],
     additionals: &[Cow<'_, Record>],
-) -> Option<Template> {
+) -> Option<Encoded> {
     let mut msg = Message::new(0, MessageType::Response, OpCode::Query);
     msg.add_query(Query::query(name.clone(), RecordType::from(qtype)));
     msg.add_answers(answers.iter().map(|r| r.as_ref().clone()));
@@ -309,9 +471,9 @@ fn encode(
     let bytes = msg.to_vec().ok()?;
     let question = 12 + key(name).len() + 4;
     let count = |i: usize| u16::from_be_bytes([bytes[i], bytes[i + 1]]);
-    Some(Template {
+    Some(Encoded {
         counts: [count(6), count(8), count(10)],
-        body: bytes.get(question..)?.into(),
+        body: bytes.get(question..)?.to_vec(),
         additional_at: additional_at.checked_sub(question)?,
         signed: None,
     })
