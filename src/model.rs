@@ -362,7 +362,7 @@ impl Policy {
 }
 
 /// `[records."NAME".geo]`: ordered region lists by client location.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct GeoRules {
     /// By continent code (`EU`).
     pub continent: BTreeMap<String, Vec<RegionId>>,
@@ -402,6 +402,13 @@ impl PartialEq for Compiled {
     fn eq(&self, _: &Compiled) -> bool {
         true
     }
+}
+
+impl Eq for Compiled {}
+
+/// Consistent with `eq`: derived data adds nothing to a rule set's hash.
+impl std::hash::Hash for Compiled {
+    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
 }
 
 impl Compiled {

@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use super::keypath::join;
 use super::raw::{Int, Str, StrList};
-use crate::diag::{Diagnostic, Diagnostics};
+use crate::diag::{Diagnostic, Diagnostics, LineIndex};
 use crate::model::{Pos, ProbeTiming, RegionId};
 
 /// The longest duration accepted anywhere: longer is a typo (`"5d"` for `"5s"`), not a plan.
@@ -20,6 +20,7 @@ const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 pub(crate) struct Ctx<'a> {
     file: &'a Path,
     text: &'a str,
+    lines: LineIndex,
     /// Every problem found so far.
     pub(crate) diags: Diagnostics,
 }
@@ -30,13 +31,15 @@ impl<'a> Ctx<'a> {
         Ctx {
             file,
             text,
+            lines: LineIndex::new(text),
             diags: Diagnostics::default(),
         }
     }
 
     /// Reports `message` at the start of `span` under `key`.
     pub(crate) fn error(&mut self, span: &Range<usize>, key: &str, message: impl Into<String>) {
-        let mut d = Diagnostic::new(self.file, message).at_offset(self.text, span.start);
+        let (line, col) = self.lines.line_col(self.text, span.start);
+        let mut d = Diagnostic::new(self.file, message).at(line, col);
         if !key.is_empty() {
             d = d.key(key);
         }
@@ -45,7 +48,7 @@ impl<'a> Ctx<'a> {
 
     /// The 1-based position of `span`'s start.
     pub(crate) fn pos(&self, span: &Range<usize>) -> Pos {
-        let (line, col) = crate::diag::line_col(self.text, span.start);
+        let (line, col) = self.lines.line_col(self.text, span.start);
         Pos { line, col }
     }
 

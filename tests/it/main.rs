@@ -26,6 +26,7 @@ mod geoip_build;
 mod health;
 mod hostile;
 mod in_process;
+mod large_config;
 mod policies;
 mod probe_source;
 mod protocol;
