@@ -52,6 +52,7 @@ pub mod diag;
 pub mod dnstap;
 pub mod explain;
 pub mod fast;
+pub mod files;
 pub mod general;
 pub mod geo;
 pub mod geoip_build;
