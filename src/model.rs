@@ -126,7 +126,14 @@ pub struct Server {
     pub dnstap: Option<Dnstap>,
     /// Where drains are kept across restarts (`server.state_file`, absolute), when set.
     pub state_file: Option<PathBuf>,
+    /// How long a reload may take to read and check its files (`server.reload_timeout`)
+    /// before it fails and the running config stays.
+    pub reload_timeout: Duration,
 }
+
+/// `server.reload_timeout` when not given: far above what a large config takes, well
+/// below "forever".
+pub const DEFAULT_RELOAD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `server.dnstap`: a Frame Streams connection carrying dnstap messages.
 #[derive(Debug, Clone, PartialEq)]

@@ -13,6 +13,7 @@ mod rng;
 mod smaps;
 
 mod admin;
+mod blocked_reload;
 mod cluster;
 mod cname_region;
 mod config_errors;
