@@ -50,6 +50,7 @@ pub mod control;
 pub mod decide;
 pub mod diag;
 pub mod dnstap;
+pub mod ecs;
 pub mod explain;
 pub mod fast;
 pub mod files;

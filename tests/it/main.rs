@@ -19,6 +19,7 @@ mod cname_region;
 mod config_errors;
 mod dnstap;
 mod dynamic;
+mod ecs_format;
 mod example;
 mod explain_cli;
 mod fallback_ttl;
