@@ -145,7 +145,7 @@ fn compile_geo(model: &Model, db: &GeoDb) -> Arc<[Option<Arc<GeoMap>>]> {
 /// Hands freed heap back to the kernel. Compiling a large database's trees allocates and
 /// frees hundreds of MiB; glibc keeps freed blocks of up to 32 MiB for reuse, so without
 /// this tens of MiB would stay resident for the life of the process.
-fn release_free_heap() {
+pub(crate) fn release_free_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free memory of glibc's heaps to the kernel.
     unsafe {

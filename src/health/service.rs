@@ -395,7 +395,9 @@ async fn publish_reload(state: &Shared, monitor: &Monitor, snapshot: Snapshot) {
         state.install(Snapshot {
             health: Arc::new(health),
             ..snapshot
-        })
+        });
+        // The old config was freed here: give its heap back, not just to malloc.
+        crate::snapshot::release_free_heap();
     };
     if let Err(e) = tokio::task::spawn_blocking(install).await {
         error!("installing the reloaded config failed: {e}");

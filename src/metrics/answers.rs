@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use arc_swap::ArcSwapOption;
 
@@ -28,8 +28,10 @@ const NO_CELL: u32 = u32::MAX;
 /// Answers by dynamic record and region, for one model.
 #[derive(Debug)]
 pub struct AnswerCounters {
-    /// The config these cells are laid out for.
-    model: Arc<Model>,
+    /// The config these cells are laid out for. Weak: the layout before a reload is kept
+    /// until the next one, and must not keep that whole config alive; the allocation
+    /// stays, so its address cannot be taken by another model.
+    model: Weak<Model>,
     layout: Layout,
     cells: Cells,
     /// Totals carried over from the previous layout, per cell.
@@ -138,7 +140,7 @@ impl AnswerCounters {
         let layout = Layout::new(&model);
         let len = layout.len();
         AnswerCounters {
-            model,
+            model: Arc::downgrade(&model),
             layout,
             cells: Cells::new(len),
             base: vec![0; len].into_boxed_slice(),
@@ -208,7 +210,7 @@ impl AnswerCounters {
 
     /// True when these cells are laid out for `model`.
     pub fn is_for(&self, model: &Arc<Model>) -> bool {
-        Arc::ptr_eq(&self.model, model)
+        std::ptr::eq(self.model.as_ptr(), Arc::as_ptr(model))
     }
 
     /// Counts one answer of `record` from `region` (`None`: no address), for a query
@@ -349,6 +351,8 @@ mod tests {
         let a = Arc::new(AnswerCounters::new(m.clone()));
         // a.x: r3, r7, none; b.x: r1, r2, r999, none. Not 2 × 1,001.
         assert_eq!(a.cells.len(), 7);
+        // Kept until the reload after next, the counters must not keep a config alive.
+        assert_eq!(Arc::strong_count(&m), 1);
         a.count(&m, RecordId(0), Some(RegionId(7)));
         a.count(&m, RecordId(1), Some(RegionId(999)));
         a.count(&m, RecordId(1), None);
