@@ -33,6 +33,45 @@ pub struct AnswerCounters {
     prev: ArcSwapOption<Previous>,
 }
 
+/// The answer totals at one moment ([`AnswerCounters::totals`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AnswerTotals {
+    /// The dynamic names, without the trailing dot.
+    pub records: Vec<String>,
+    /// The regions; each row has one more column, `none` (no address).
+    pub regions: Vec<String>,
+    /// records × (regions + 1).
+    cells: Vec<u64>,
+}
+
+impl AnswerTotals {
+    /// The answers of record `record` (an index into `records`) from region column `col`
+    /// (an index into `regions`, or `regions.len()` for none).
+    pub fn get(&self, record: usize, col: usize) -> u64 {
+        let width = self.regions.len() + 1;
+        if col >= width {
+            return 0;
+        }
+        self.cells.get(record * width + col).copied().unwrap_or(0)
+    }
+
+    /// The answers of `record` from `region` by name (`none`: no address); 0 when either
+    /// is unknown (not configured when these totals were read).
+    pub fn by_name(&self, record: &str, region: &str) -> u64 {
+        let Some(r) = self.records.iter().position(|x| x == record) else {
+            return 0;
+        };
+        let col = match region {
+            "none" => self.regions.len(),
+            _ => match self.regions.iter().position(|x| x == region) {
+                Some(c) => c,
+                None => return 0,
+            },
+        };
+        self.get(r, col)
+    }
+}
+
 /// The layout before the last reload, and how its cells map onto this one.
 #[derive(Debug)]
 struct Previous {
@@ -157,6 +196,19 @@ impl AnswerCounters {
         self.total(r * (self.regions.len() + 1) + c)
     }
 
+    /// Every total by record and region name (`none` last), read off the query path: the
+    /// status page samples these to show each name's traffic share.
+    pub fn totals(&self) -> AnswerTotals {
+        let width = self.regions.len() + 1;
+        AnswerTotals {
+            records: self.records.clone(),
+            regions: self.regions.clone(),
+            cells: (0..self.records.len() * width)
+                .map(|i| self.total(i))
+                .collect(),
+        }
+    }
+
     /// Appends the `gslbd_answers_total` family.
     pub fn render(&self, out: &mut String) {
         family(
@@ -226,5 +278,11 @@ mod tests {
         assert_eq!(c.get("www.x", "b"), 5);
         c.count(&m1, RecordId(0), Some(RegionId(0)));
         assert_eq!(c.get("www.x", "a"), 1);
+        let t = c.totals();
+        assert_eq!(t.by_name("www.x", "b"), 5);
+        assert_eq!(t.by_name("www.x", "a"), 1);
+        assert_eq!(t.by_name("db.x", "none"), 1);
+        assert_eq!(t.by_name("db.x", "zz"), 0);
+        assert_eq!(t.get(1, t.regions.len()), 1);
     }
 }

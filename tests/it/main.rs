@@ -41,6 +41,7 @@ mod rrl;
 mod startup_signals;
 mod state_file;
 mod static_data;
+mod status_page;
 mod tcp;
 
 use harness::{Deployment, Gslbd};
