@@ -81,6 +81,10 @@ impl Control {
         health: HealthService,
     ) -> Arc<Control> {
         let running = Running::of(&state.snapshot().model);
+        // The first sample before any query is answered: the first minute's shares
+        // count every answer.
+        let traffic = Traffic::default();
+        traffic.sample(Instant::now(), state.runtime().answers().totals());
         Arc::new(Control {
             config,
             overrides,
@@ -90,7 +94,7 @@ impl Control {
             reloading: tokio::sync::Mutex::new(()),
             started: SystemTime::now(),
             config_loaded: Mutex::new(SystemTime::now()),
-            traffic: Traffic::default(),
+            traffic,
         })
     }
 

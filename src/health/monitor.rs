@@ -318,10 +318,19 @@ impl Monitor {
                     subject: t.spec.to_string(),
                     from: updown(t.decided),
                     to: updown(up),
-                    reason: format!(
-                        "decided by quorum: {} of {} fresh views say down",
-                        tally.down, tally.views
-                    ),
+                    reason: if tally.alone {
+                        format!(
+                            "too few fresh views ({}) for the quorum: this instance's own probe decides",
+                            tally.views
+                        )
+                    } else {
+                        format!(
+                            "{} of {} fresh views say down (quorum {})",
+                            tally.down,
+                            tally.views,
+                            self.peers.as_ref().map_or(1, |p| p.quorum)
+                        )
+                    },
                 });
                 info!(
                     target = %t.spec,

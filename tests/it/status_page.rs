@@ -273,10 +273,16 @@ weights = {{ us-east = 1, ap-south = 1 }}
     }
     let eu_card = text(article(&dom, "data-region=\"eu-west\" data-state="));
     assert!(eu_card.contains("192.0.2.20 — not served"), "{eu_card}");
+    // Each probe target with its state and last result.
+    let probe_line = format!("probe GET {} — down last result status 503", eu.url());
+    assert!(eu_card.contains(&probe_line), "{eu_card}");
+    let us_card = text(article(&dom, "data-region=\"us-east\" data-state="));
+    let probe_line = format!("probe GET {} — up last result ok", us.url());
     assert!(
-        eu_card.contains("status 503"),
-        "the probe's last result: {eu_card}"
+        us_card.contains(&probe_line),
+        "drained, probed up: {us_card}"
     );
+    assert!(us_card.contains("192.0.2.10 — not served"), "{us_card}");
     let ap_card = text(article(&dom, "data-region=\"ap-south\" data-state="));
     assert!(ap_card.contains("2001:db8:30::1 — served"), "{ap_card}");
 
@@ -346,7 +352,7 @@ weights = {{ us-east = 1, ap-south = 1 }}
             &url,
             &[
                 "--hide-scrollbars",
-                "--window-size=1100,1000",
+                "--window-size=1100,900",
                 &format!("--screenshot={}", path.display()),
             ],
         );
