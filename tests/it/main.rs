@@ -18,6 +18,7 @@ mod cli;
 mod cluster;
 mod cname_region;
 mod config_errors;
+mod dashboard;
 mod dnssec;
 mod dnssec_denial;
 mod dnssec_renew;
