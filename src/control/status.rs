@@ -143,21 +143,26 @@ impl Traffic {
             };
             now_totals.get(r, c).saturating_sub(then)
         };
+        let rows: HashMap<&str, usize> = (now_totals.records.iter())
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), i))
+            .collect();
+        let columns: HashMap<&str, usize> = (now_totals.regions.iter())
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), i))
+            .collect();
         let records = model
             .records
             .iter()
             .map(|rec| {
                 let name = rec.name.trim_end_matches('.');
-                let row = now_totals.records.iter().position(|n| n == name);
+                let row = rows.get(name).copied();
                 let mut regions: Vec<RegionTraffic> = Vec::new();
                 if let Some(r) = row {
                     let mut cols: Vec<usize> = rec
                         .regions
                         .iter()
-                        .filter_map(|id| {
-                            let n = &model.region(*id).name;
-                            now_totals.regions.iter().position(|x| x == n)
-                        })
+                        .filter_map(|id| columns.get(model.region(*id).name.as_str()).copied())
                         .collect();
                     let others = (0..width).filter(|c| !cols.contains(c) && delta(r, *c) > 0);
                     cols.extend(others.collect::<Vec<_>>());
