@@ -1,13 +1,14 @@
-//! What an operator can ask of a running server — reload, drain, region report,
+//! What an operator can ask of a running server — reload, drain, region report, status,
 //! explain, metrics — in one place, shared by the admin HTTP API and the signal handler.
 //! Nothing here runs on the query path: reloads load and validate off it, then hand a
 //! complete snapshot to the health owner, which swaps it in atomically.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
 
 use ipnet::IpNet;
 use serde::Serialize;
@@ -23,12 +24,15 @@ use crate::snapshot::Snapshot;
 
 mod report;
 mod settings;
+pub mod status;
 
 pub use report::{
     AddressReport, ClusterReport, PeerReport, RegionReport, TargetReport, VoteReport,
 };
 pub use settings::Overrides;
 use settings::Running;
+pub use status::StatusReport;
+use status::Traffic;
 
 /// The running server's operations.
 #[derive(Debug)]
@@ -44,6 +48,11 @@ pub struct Control {
     /// Loads still reading files on a blocking thread, given up on by a reload that
     /// timed out (they cannot be cancelled: a thread blocked in a read stays blocked).
     abandoned: Arc<AtomicUsize>,
+    /// When this server started, and when the config served was loaded.
+    started: SystemTime,
+    config_loaded: Mutex<SystemTime>,
+    /// The answer counters over the last minute, for the status page.
+    traffic: Traffic,
 }
 
 /// Loads given up on that may still block threads at once; past this, a reload is
@@ -80,6 +89,10 @@ impl Control {
         health: HealthService,
     ) -> Arc<Control> {
         let running = Running::of(&state.snapshot().model);
+        // The first sample before any query is answered: the first minute's shares
+        // count every answer.
+        let traffic = Traffic::default();
+        traffic.sample(Instant::now(), state.runtime().answers().totals());
         Arc::new(Control {
             config,
             overrides,
@@ -88,6 +101,9 @@ impl Control {
             running,
             reloading: tokio::sync::Mutex::new(()),
             abandoned: Arc::new(AtomicUsize::new(0)),
+            started: SystemTime::now(),
+            config_loaded: Mutex::new(SystemTime::now()),
+            traffic,
         })
     }
 
@@ -133,6 +149,7 @@ impl Control {
             return Err(e.into());
         }
         queries.reloads_ok.fetch_add(1, Relaxed);
+        *self.config_loaded.lock().unwrap_or_else(|e| e.into_inner()) = SystemTime::now();
         info!("reloaded {}: {summary}", self.config.display());
         for w in &warnings {
             warn!("reload: {w}");
@@ -208,6 +225,37 @@ impl Control {
         let monitor = self.health.inspect().await;
         let regions = report::regions(&self.snapshot(), monitor.as_ref());
         (regions, monitor.as_ref().and_then(report::cluster))
+    }
+
+    /// The version, config load time, each dynamic name's answers per region over the
+    /// last minute, and the last state changes (`GET /api/v1/status`).
+    pub async fn status(&self) -> StatusReport {
+        let monitor = self.health.inspect().await;
+        let snap = self.snapshot();
+        let totals = self.state.runtime().answers().totals();
+        let loaded = *self.config_loaded.lock().unwrap_or_else(|e| e.into_inner());
+        StatusReport {
+            version: env!("CARGO_PKG_VERSION"),
+            started: status::rfc3339(self.started),
+            config_loaded: status::rfc3339(loaded),
+            traffic: self.traffic.report(Instant::now(), &totals, &snap.model),
+            changes: monitor
+                .as_ref()
+                .map(|m| status::changes(m.changes()))
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Samples the answer counters every [`status::SAMPLE_EVERY`], for the traffic
+    /// shares of [`Control::status`]; runs until dropped (the admin API runs it).
+    pub async fn sample_traffic(&self) {
+        let mut tick = tokio::time::interval(status::SAMPLE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let totals = self.state.runtime().answers().totals();
+            self.traffic.sample(Instant::now(), totals);
+        }
     }
 
     /// This instance's own probe view, as its peers pull it.

@@ -115,6 +115,53 @@ fn answering(rec: &DynRecord) -> impl Iterator<Item = RegionId> + '_ {
     rec.regions.iter().chain(lists.flatten()).copied()
 }
 
+/// The answer totals at one moment ([`AnswerCounters::totals`]), for the records and the
+/// regions each can answer with (as the counters are laid out: linear in what the config
+/// uses).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AnswerTotals {
+    /// The dynamic names, without the trailing dot.
+    pub records: Vec<String>,
+    /// The regions; column `regions.len()` is `none` (no address).
+    pub regions: Vec<String>,
+    /// Per record, (column, total) sorted by column, `none` last.
+    rows: Vec<Vec<(usize, u64)>>,
+}
+
+impl AnswerTotals {
+    /// The answers of record `record` (an index into `records`) from region column `col`
+    /// (an index into `regions`, or `regions.len()` for none); 0 for a region the record
+    /// cannot answer with.
+    pub fn get(&self, record: usize, col: usize) -> u64 {
+        let Some(row) = self.rows.get(record) else {
+            return 0;
+        };
+        row.binary_search_by_key(&col, |(c, _)| *c)
+            .map_or(0, |i| row[i].1)
+    }
+
+    /// The (column, total) cells of `record`: the regions it can answer with, then none.
+    pub fn row(&self, record: usize) -> &[(usize, u64)] {
+        self.rows.get(record).map_or(&[], Vec::as_slice)
+    }
+
+    /// The answers of `record` from `region` by name (`none`: no address); 0 when either
+    /// is unknown (not configured when these totals were read).
+    pub fn by_name(&self, record: &str, region: &str) -> u64 {
+        let Some(r) = self.records.iter().position(|x| x == record) else {
+            return 0;
+        };
+        let col = match region {
+            "none" => self.regions.len(),
+            _ => match self.regions.iter().position(|x| x == region) {
+                Some(c) => c,
+                None => return 0,
+            },
+        };
+        self.get(r, col)
+    }
+}
+
 /// The layout before the last reload, and how its cells map onto this one.
 #[derive(Debug)]
 struct Previous {
@@ -264,6 +311,26 @@ impl AnswerCounters {
         cell.map_or(0, |i| self.total(i))
     }
 
+    /// Every total by record and region name (`none` last), read off the query path: the
+    /// status page samples these to show each name's traffic share.
+    pub fn totals(&self) -> AnswerTotals {
+        let (l, prev) = (&self.layout, self.prev.load());
+        let none = l.regions.len();
+        let rows = (0..l.records.len())
+            .map(|ri| {
+                let cols = l.row(ri).iter().map(|id| id.index()).chain([none]);
+                cols.enumerate()
+                    .map(|(k, c)| (c, self.total_with(prev.as_deref(), l.rows[ri] + ri + k)))
+                    .collect()
+            })
+            .collect();
+        AnswerTotals {
+            records: l.records.clone(),
+            regions: l.regions.clone(),
+            rows,
+        }
+    }
+
     /// Appends the `gslbd_answers_total` family: one series per record and region it
     /// can answer with, and one for its answers with no address (`region="none"`).
     pub fn render(&self, out: &mut String) {
@@ -334,6 +401,12 @@ mod tests {
         assert_eq!(c.get("www.x", "b"), 5);
         c.count(&m1, RecordId(0), Some(RegionId(0)));
         assert_eq!(c.get("www.x", "a"), 1);
+        let t = c.totals();
+        assert_eq!(t.by_name("www.x", "b"), 5);
+        assert_eq!(t.by_name("www.x", "a"), 1);
+        assert_eq!(t.by_name("db.x", "none"), 1);
+        assert_eq!(t.by_name("db.x", "zz"), 0);
+        assert_eq!(t.get(1, t.regions.len()), 1);
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod cli;
 mod cluster;
 mod cname_region;
 mod config_errors;
+mod dashboard;
 mod dnssec;
 mod dnssec_denial;
 mod dnssec_renew;
@@ -44,6 +45,7 @@ mod rrl;
 mod startup_signals;
 mod state_file;
 mod static_data;
+mod status_page;
 mod tcp;
 
 use harness::{Deployment, Gslbd};
