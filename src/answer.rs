@@ -43,7 +43,8 @@ pub struct Reply<'s> {
 }
 
 impl Reply<'_> {
-    fn with_rcode(rcode: ResponseCode, echo_question: bool) -> Self {
+    /// A reply of `rcode` alone, with the question echoed or not.
+    pub fn with_rcode(rcode: ResponseCode, echo_question: bool) -> Self {
         Reply {
             rcode,
             authoritative: false,

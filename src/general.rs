@@ -39,10 +39,11 @@ pub fn answer(
         // name of a message has nothing before it to point to, so such a question is
         // malformed: FORMERR, without echoing it.
         Ok(_) if question_points_into_header(msg) => {
-            return formerr(msg, src, view, tcp, now_ms, out);
+            return formerr(msg, src, view, tcp, None, now_ms, out);
         }
         Ok(request) => request,
-        Err(_) => return formerr(msg, src, view, tcp, now_ms, out),
+        // With our OPT when it is a malformed ECS option that hickory could not read.
+        Err(_) => return formerr(msg, src, view, tcp, crate::ecs::rejected(msg), now_ms, out),
     };
     if request.metadata.message_type == MessageType::Response {
         view.queries()
@@ -50,8 +51,15 @@ pub fn answer(
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         return; // never answer answers (reflection loops)
     }
-    let q = describe(&request, tcp);
-    let reply = answer::answer(&request, &q, view, rnd);
+    let mut q = describe(&request, tcp);
+    // RFC 7871 §6, §7.2.1: a malformed ECS option is FORMERR, with our OPT (src/ecs.rs).
+    let reply = match crate::ecs::rejected(msg) {
+        Some(edns) => {
+            q.edns = Some(edns);
+            Reply::with_rcode(ResponseCode::FormErr, request.queries.queries().len() == 1)
+        }
+        None => answer::answer(&request, &q, view, rnd),
+    };
     let body = write(&request, &reply, out);
     let sent = pipeline::finish(&q, &body, view, src.ip(), now_ms, out);
     if log && sent.answered() {
@@ -142,14 +150,15 @@ pub fn write(request: &Request, reply: &Reply<'_>, out: &mut Vec<u8>) -> Body {
     }
 }
 
-/// FORMERR for a query whose header parsed but whose body did not; silence (counted as
-/// dropped) for anything shorter than a header or claiming to be a response (RFC 1035
-/// §4.1.1).
+/// FORMERR for a query whose header parsed but whose body did not (with `edns`, the OPT
+/// record to answer with); silence (counted as dropped) for anything shorter than a
+/// header or claiming to be a response (RFC 1035 §4.1.1).
 fn formerr(
     msg: &[u8],
     src: SocketAddr,
     view: &View<'_>,
     tcp: bool,
+    edns: Option<Edns>,
     now_ms: impl FnOnce() -> u64,
     out: &mut Vec<u8>,
 ) {
@@ -167,7 +176,7 @@ fn formerr(
         id: u16::from_be_bytes([header[0], header[1]]),
         flags: u16::from_be_bytes([header[2], header[3]]),
         qtype: 0,
-        edns: None,
+        edns,
         tcp,
     };
     out.clear();

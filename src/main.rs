@@ -7,11 +7,12 @@ use std::io::{IsTerminal, Write as _};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
-use tracing::info;
+use tracing::{info, warn};
 
 use gslbd::control::{Control, Overrides};
 use gslbd::explain::remote::{self, Question};
@@ -498,16 +499,31 @@ fn serve(
         ));
         info!("ready");
         shutdown_signal(signals.term, signals.int).await;
-        server.stop().await?;
+        // TCP answers in flight, dnstap and admin requests get their grace times inside
+        // `stop`; this bound only catches what has none (a drain's state file write
+        // hanging on a dead file system).
+        match tokio::time::timeout(STOP_BOUND, server.stop()).await {
+            Ok(stopped) => stopped?,
+            Err(_) => warn!("not stopped within {STOP_BOUND:?}: exiting anyway"),
+        }
         info!("stopped");
         Ok((ExitCode::SUCCESS, false))
     })?;
     if stopped_early {
         // Start-up was cut short: do not wait for its blocking work (a slow load).
         runtime.shutdown_background();
+    } else {
+        // A reload given up on (server.reload_timeout) may still block a thread in a
+        // read that never returns; dropping the runtime would wait for it forever.
+        runtime.shutdown_timeout(BLOCKING_GRACE);
     }
     Ok(result)
 }
+
+/// The longest a stop may take once SIGTERM or SIGINT came, grace times included.
+const STOP_BOUND: Duration = Duration::from_secs(10);
+/// How long the exit waits for blocking work (file reads and writes) still running.
+const BLOCKING_GRACE: Duration = Duration::from_secs(1);
 
 /// Loads config, zones and GeoIP DB, binds and starts serving (the first probe round
 /// included); `Err(code)` when the files are invalid (errors logged).

@@ -141,7 +141,14 @@ pub struct Server {
     pub dnstap: Option<Dnstap>,
     /// Where drains are kept across restarts (`server.state_file`, absolute), when set.
     pub state_file: Option<PathBuf>,
+    /// How long a reload may take to read and check its files (`server.reload_timeout`)
+    /// before it fails and the running config stays.
+    pub reload_timeout: Duration,
 }
+
+/// `server.reload_timeout` when not given: far above what a large config takes, well
+/// below "forever".
+pub const DEFAULT_RELOAD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `server.dnstap`: a Frame Streams connection carrying dnstap messages.
 #[derive(Debug, Clone, PartialEq)]
@@ -380,7 +387,7 @@ impl Policy {
 }
 
 /// `[records."NAME".geo]`: ordered region lists by client location.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct GeoRules {
     /// By continent code (`EU`).
     pub continent: BTreeMap<String, Vec<RegionId>>,
@@ -420,6 +427,13 @@ impl PartialEq for Compiled {
     fn eq(&self, _: &Compiled) -> bool {
         true
     }
+}
+
+impl Eq for Compiled {}
+
+/// Consistent with `eq`: derived data adds nothing to a rule set's hash.
+impl std::hash::Hash for Compiled {
+    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
 }
 
 impl Compiled {

@@ -6,6 +6,7 @@
 //! unchanged parts by `Arc`, and swaps it in whole. Loading it (config, zones, GeoIP,
 //! the geo trees) happens here too, off the query path.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -181,7 +182,9 @@ impl Snapshot {
 /// keeps ranking through GeoIP lookups.
 fn compile_geo(model: &Model, db: &GeoDb) -> Arc<[Option<Arc<GeoMap>>]> {
     let started = std::time::Instant::now();
-    let mut built: Vec<(&GeoRules, Arc<GeoMap>)> = Vec::new();
+    // Found by hash: a config of thousands of geo records must not compare each one
+    // with every rule set before it.
+    let mut built: HashMap<&GeoRules, Arc<GeoMap>> = HashMap::new();
     // Walked once, when the first record needs it.
     let mut places: Option<Places> = None;
     let maps = model
@@ -194,14 +197,14 @@ fn compile_geo(model: &Model, db: &GeoDb) -> Arc<[Option<Arc<GeoMap>>]> {
             if !geo::by_location(rules) {
                 return None;
             }
-            if let Some((_, map)) = built.iter().find(|(r, _)| *r == &**rules) {
+            if let Some(map) = built.get(&**rules) {
                 return Some(map.clone());
             }
             let places = places.get_or_insert_with(|| Places::build(db));
             match GeoMap::build(places, rules) {
                 Ok(map) => {
                     let map = Arc::new(map);
-                    built.push((rules, map.clone()));
+                    built.insert(rules, map.clone());
                     Some(map)
                 }
                 Err(e) => {
@@ -211,7 +214,7 @@ fn compile_geo(model: &Model, db: &GeoDb) -> Arc<[Option<Arc<GeoMap>>]> {
             }
         })
         .collect();
-    let nodes: usize = built.iter().map(|(_, m)| m.nodes().0 + m.nodes().1).sum();
+    let nodes: usize = built.values().map(|m| m.nodes().0 + m.nodes().1).sum();
     let (places, spans_v4, spans_v6) = places.map_or((0, 0, 0), |p| p.sizes());
     debug!(
         maps = built.len(),
@@ -229,7 +232,7 @@ fn compile_geo(model: &Model, db: &GeoDb) -> Arc<[Option<Arc<GeoMap>>]> {
 /// Hands freed heap back to the kernel. Compiling a large database's trees allocates and
 /// frees hundreds of MiB; glibc keeps freed blocks of up to 32 MiB for reuse, so without
 /// this tens of MiB would stay resident for the life of the process.
-fn release_free_heap() {
+pub(crate) fn release_free_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free memory of glibc's heaps to the kernel.
     unsafe {

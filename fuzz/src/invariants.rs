@@ -19,8 +19,12 @@
 //!   comes back iff the query had one (version 0, payload 512..=1232 and never above the
 //!   client's, DO copied), the RCODE is BADVERS / NOTIMP / FORMERR / REFUSED as
 //!   documented for EDNS version, opcode, QDCOUNT, class and AXFR/IXFR/OPT, answer records
-//!   are of the asked type or CNAMEs, and an ECS option is echoed (family, source prefix,
-//!   address masked to it) with a scope that fits the family, 0 when the source is 0.
+//!   are of the asked type or CNAMEs, and an ECS option is echoed (family, source prefix
+//!   and address as sent) with a scope that fits the family, 0 when the source is 0;
+//! - an ECS option that RFC 7871 §6 rejects (a family other than 1 and 2, a prefix longer
+//!   than the family, more or fewer ADDRESS octets than the prefix needs, bits set past
+//!   the prefix) gets FORMERR, after BADVERS and before everything else, with OPT but
+//!   without ECS.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -193,6 +197,8 @@ pub fn check_reply(query: &[u8], reply: &[u8], may_drop: bool) -> Result<(), Str
     let opcode = (query[2] >> 3) & 0x0F;
     let expected = if q.edns.as_ref().is_some_and(|e| e.version() > 0) {
         Some(ResponseCode::BADVERS)
+    } else if raw_ecs_options(query).iter().any(|o| !ecs_well_formed(o)) {
+        Some(ResponseCode::FormErr)
     } else if opcode != 0 {
         Some(ResponseCode::NotImp)
     } else if q.queries.len() != 1 {
@@ -235,7 +241,8 @@ pub fn check_reply(query: &[u8], reply: &[u8], may_drop: bool) -> Result<(), Str
         }
     }
 
-    // ECS (RFC 7871): echoed with family, source prefix and (masked) address.
+    // ECS (RFC 7871): echoed with family, source prefix and address as sent (a query
+    // with bits past the prefix got FORMERR above).
     let ecs_in = ecs(&q);
     let ecs_out = ecs(&resp);
     match (ecs_in, ecs_out) {
@@ -249,7 +256,8 @@ pub fn check_reply(query: &[u8], reply: &[u8], may_drop: bool) -> Result<(), Str
             ensure!(
                 b.addr().is_ipv4() == a.addr().is_ipv4()
                     && b.source_prefix() == a.source_prefix()
-                    && masked(b.addr(), b.source_prefix()) == masked(a.addr(), a.source_prefix()),
+                    && b.addr() == a.addr()
+                    && masked(a.addr(), a.source_prefix()) == a.addr(),
                 "ECS {}/{} echoed as {}/{}",
                 a.addr(),
                 a.source_prefix(),
@@ -282,6 +290,80 @@ pub fn known_issue(_query: &[u8]) -> Option<&'static str> {
     // the pointer named something else in our reply; it now gets FORMERR without the
     // question — fuzz/regressions/request/question-pointer-into-header*.)
     None
+}
+
+/// The data of every ECS option (code 8) in the OPT record of `query`, read from its
+/// bytes: hickory-proto ignores ADDRESS octets past those the prefix needs.
+fn raw_ecs_options(query: &[u8]) -> Vec<Vec<u8>> {
+    let word = |at: usize| -> Option<usize> {
+        let b = query.get(at..at + 2)?;
+        Some(usize::from(u16::from_be_bytes([b[0], b[1]])))
+    };
+    let name_end = |mut at: usize| -> Option<usize> {
+        loop {
+            let len = *query.get(at)?;
+            if len == 0 {
+                return Some(at + 1);
+            }
+            if len >= 0xC0 {
+                return Some(at + 2);
+            }
+            at += 1 + usize::from(len);
+        }
+    };
+    let walk = || -> Option<Vec<Vec<u8>>> {
+        let mut at = 12;
+        for _ in 0..word(4)? {
+            at = name_end(at)? + 4;
+        }
+        for _ in 0..word(6)? + word(8)? + word(10)? {
+            at = name_end(at)?;
+            let (rtype, len) = (word(at)?, word(at + 8)?);
+            let mut rdata = query.get(at + 10..at + 10 + len)?;
+            at += 10 + len;
+            if rtype != 41 {
+                continue;
+            }
+            let mut found = Vec::new();
+            while rdata.len() >= 4 {
+                let (code, n) = (word_of(rdata, 0), word_of(rdata, 2));
+                let Some(data) = rdata.get(4..4 + n) else {
+                    break;
+                };
+                if code == 8 {
+                    found.push(data.to_vec());
+                }
+                rdata = &rdata[4 + n..];
+            }
+            return Some(found);
+        }
+        Some(Vec::new())
+    };
+    walk().unwrap_or_default()
+}
+
+fn word_of(b: &[u8], at: usize) -> usize {
+    usize::from(u16::from_be_bytes([b[at], b[at + 1]]))
+}
+
+/// RFC 7871 §6: a known family, a prefix that fits it, exactly the ADDRESS octets the
+/// prefix needs, no bits set past it. (SCOPE is not judged.)
+fn ecs_well_formed(data: &[u8]) -> bool {
+    if data.len() < 4 {
+        return false;
+    }
+    let (family, source, addr) = (word_of(data, 0), usize::from(data[2]), &data[4..]);
+    let max = match family {
+        1 => 32,
+        2 => 128,
+        _ => return false,
+    };
+    if source > max || addr.len() != source.div_ceil(8) {
+        return false;
+    }
+    let spare = (8 - source % 8) % 8;
+    addr.last()
+        .is_none_or(|&b| u32::from(b) & ((1 << spare) - 1) == 0)
 }
 
 fn ecs(m: &Message) -> Option<ClientSubnet> {

@@ -1,5 +1,5 @@
-//! The admin HTTP API: health check, Prometheus metrics, region report, drain and
-//! undrain, explain and reload, over plain HTTP/1.1 (hyper, no framework).
+//! The admin HTTP API: the status page, health check, Prometheus metrics, region report,
+//! drain and undrain, explain and reload, over plain HTTP/1.1 (hyper, no framework).
 //!
 //! Every operation is a [`Control`] method; this module only routes, authorizes,
 //! parses parameters and turns results into JSON. GETs are open; POSTs (the mutating
@@ -40,6 +40,7 @@ use crate::control::{ClusterReport, Control, RegionReport, ReloadError};
 use crate::health::DrainError;
 
 mod auth;
+mod page;
 mod route;
 mod slots;
 
@@ -83,6 +84,12 @@ pub async fn serve(
     control: Arc<Control>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    // The status page's traffic shares: samples of the answer counters, taken here
+    // rather than on the query path, for as long as the API serves.
+    let sampler = tokio::spawn({
+        let control = control.clone();
+        async move { control.sample_traffic().await }
+    });
     let api = Arc::new(Api { control });
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(slots::Slots::default());
@@ -139,6 +146,7 @@ pub async fn serve(
         });
     }
     drop(listener);
+    sampler.abort();
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
         .await
         .is_err()
@@ -321,6 +329,7 @@ impl Api {
 
     async fn get(&self, endpoint: Endpoint, query: Option<&str>, peer: IpAddr) -> Reply {
         match endpoint {
+            Endpoint::Page => page::reply(),
             Endpoint::Healthz => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n".into()),
             Endpoint::Metrics => text(
                 StatusCode::OK,
@@ -331,6 +340,7 @@ impl Api {
                 let (regions, cluster) = self.control.regions().await;
                 json_reply(StatusCode::OK, &RegionsReply { regions, cluster })
             }
+            Endpoint::Status => json_reply(StatusCode::OK, &self.control.status().await),
             Endpoint::HealthView => match self.control.health_view().await {
                 Ok(view) => json_reply(StatusCode::OK, &view),
                 Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),

@@ -5,11 +5,17 @@ use super::*;
 /// What a path names, with the one method it accepts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Endpoint {
+    /// The status page.
+    Page,
     Healthz,
     Metrics,
     Regions,
+    Status,
     HealthView,
-    Drain { region: String, drained: bool },
+    Drain {
+        region: String,
+        drained: bool,
+    },
     Explain,
     Reload,
 }
@@ -19,9 +25,11 @@ impl Endpoint {
     pub(super) fn parse(path: &str) -> Option<Endpoint> {
         let segments: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
         Some(match segments.as_slice() {
+            [""] => Endpoint::Page,
             ["healthz"] => Endpoint::Healthz,
             ["metrics"] => Endpoint::Metrics,
             ["api", "v1", "regions"] => Endpoint::Regions,
+            ["api", "v1", "status"] => Endpoint::Status,
             ["api", "v1", "health", "view"] => Endpoint::HealthView,
             [
                 "api",

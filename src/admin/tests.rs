@@ -87,7 +87,10 @@ fn paths_map_to_endpoints() {
         ),
         ("/api/v1/explain", Some(Endpoint::Explain)),
         ("/api/v1/reload", Some(Endpoint::Reload)),
-        ("/", None),
+        ("/", Some(Endpoint::Page)),
+        ("/api/v1/status", Some(Endpoint::Status)),
+        ("//", None),
+        ("/index.html", None),
         ("/api/v1/regions/", None),
         ("/api/v1/regions/eu-west", None),
         ("/api/v1/regions/eu-west/restart", None),
@@ -100,6 +103,7 @@ fn paths_map_to_endpoints() {
     assert_eq!(drain("x", true).method(), Method::POST);
     assert_eq!(Endpoint::Reload.method(), Method::POST);
     assert_eq!(Endpoint::Explain.method(), Method::GET);
+    assert_eq!(Endpoint::Page.method(), Method::GET);
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! the checks shared by every section (integers in range, durations, probe timing,
 //! lists of region names).
 
+use std::collections::HashMap;
 use std::ops::{Range, RangeInclusive};
 use std::path::Path;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use toml::Spanned;
 
 use super::keypath::join;
 use super::raw::{Int, Str, StrList};
-use crate::diag::{Diagnostic, Diagnostics};
+use crate::diag::{Diagnostic, Diagnostics, LineIndex};
 use crate::model::{Pos, ProbeTiming, RegionId};
 
 /// The longest duration accepted anywhere: longer is a typo (`"5d"` for `"5s"`), not a plan.
@@ -20,6 +21,7 @@ const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 pub(crate) struct Ctx<'a> {
     file: &'a Path,
     text: &'a str,
+    lines: LineIndex,
     /// Every problem found so far.
     pub(crate) diags: Diagnostics,
 }
@@ -30,13 +32,15 @@ impl<'a> Ctx<'a> {
         Ctx {
             file,
             text,
+            lines: LineIndex::new(text),
             diags: Diagnostics::default(),
         }
     }
 
     /// Reports `message` at the start of `span` under `key`.
     pub(crate) fn error(&mut self, span: &Range<usize>, key: &str, message: impl Into<String>) {
-        let mut d = Diagnostic::new(self.file, message).at_offset(self.text, span.start);
+        let (line, col) = self.lines.line_col(self.text, span.start);
+        let mut d = Diagnostic::new(self.file, message).at(line, col);
         if !key.is_empty() {
             d = d.key(key);
         }
@@ -45,7 +49,7 @@ impl<'a> Ctx<'a> {
 
     /// The 1-based position of `span`'s start.
     pub(crate) fn pos(&self, span: &Range<usize>) -> Pos {
-        let (line, col) = crate::diag::line_col(self.text, span.start);
+        let (line, col) = self.lines.line_col(self.text, span.start);
         Pos { line, col }
     }
 
@@ -234,16 +238,21 @@ fn join_opt(key: &str, name: &str) -> String {
 
 /// The defined region names in file order, so that a name's index is its [`RegionId`].
 #[derive(Debug, Default)]
-pub(crate) struct RegionNames(pub(crate) Vec<String>);
+pub(crate) struct RegionNames(pub(crate) Vec<String>, HashMap<String, RegionId>);
 
 impl RegionNames {
+    /// The names in file order; looked up by hash, since every record names some (a
+    /// linear search per name was 50,000 records x 10,000 regions).
+    pub(crate) fn new(names: Vec<String>) -> Self {
+        let ids = (names.iter().enumerate())
+            .filter_map(|(i, n)| Some((n.clone(), RegionId(u16::try_from(i).ok()?))))
+            .collect();
+        RegionNames(names, ids)
+    }
+
     /// The id of `name`, when defined.
     pub(crate) fn id(&self, name: &str) -> Option<RegionId> {
-        self.0
-            .iter()
-            .position(|n| n == name)
-            .and_then(|i| u16::try_from(i).ok())
-            .map(RegionId)
+        self.1.get(name).copied()
     }
 
     /// The name of `id`.

@@ -114,6 +114,7 @@ pub(crate) struct RawServer {
     pub(crate) probe_source: Option<Str>,
     pub(crate) dnstap: Option<Spanned<RawDnstap>>,
     pub(crate) state_file: Option<Str>,
+    pub(crate) reload_timeout: Option<Str>,
 }
 
 /// `server.dnstap`: exactly one of `socket` and `tcp`, checked by validation.

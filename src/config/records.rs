@@ -1,6 +1,7 @@
 //! Validates `[records."NAME"]`: the name, the policy and its keys, the candidate
 //! regions, and the weights of a weighted record.
 
+use std::collections::HashMap;
 use std::ops::Range;
 
 use toml::Spanned;
@@ -24,7 +25,7 @@ pub(crate) fn records(
     defaults: &Defaults,
 ) -> Vec<DynRecord> {
     let mut out = Vec::new();
-    let mut seen: Vec<(String, Pos)> = Vec::new();
+    let mut seen: HashMap<String, Pos> = HashMap::with_capacity(raw.0.len());
     for (name, rec) in &raw.0 {
         let key = join("records", name.get_ref());
         let normal = match syntax::dns_name(name.get_ref()) {
@@ -36,14 +37,14 @@ pub(crate) fn records(
         };
         let pos = cx.pos(&name.span());
         if let Some(n) = &normal {
-            if let Some((_, first)) = seen.iter().find(|(s, _)| s == n) {
+            if let Some(first) = seen.get(n) {
                 let msg = format!(
                     "record {n} is already defined at line {} (names are compared ignoring case and the trailing dot)",
                     first.line
                 );
                 cx.error(&name.span(), &key, msg);
             } else {
-                seen.push((n.clone(), pos));
+                seen.insert(n.clone(), pos);
             }
         }
         let record = one(cx, rec, &key, &name.span(), names, defaults);

@@ -39,7 +39,7 @@ pub(crate) fn regions(
             defaults,
         ));
     }
-    let names = RegionNames(out.iter().map(|r: &Region| r.name.clone()).collect());
+    let names = RegionNames::new(out.iter().map(|r: &Region| r.name.clone()).collect());
     (out, names)
 }
 

@@ -7,7 +7,8 @@ use std::time::Duration;
 use super::check::Ctx;
 use super::raw::{RawCluster, RawDefaults, RawDnssec, RawDnstap, RawServer, Str};
 use crate::model::{
-    Cluster, Defaults, Dnssec, Dnstap, DnstapDest, GeoIp, ProbeTiming, RateLimit, Server, TcpLimits,
+    Cluster, DEFAULT_RELOAD_TIMEOUT, Defaults, Dnssec, Dnstap, DnstapDest, GeoIp, ProbeTiming,
+    RateLimit, Server, TcpLimits,
 };
 
 /// The DNS listen address when `server.listen` is omitted.
@@ -131,7 +132,11 @@ pub(crate) fn server(cx: &mut Ctx<'_>, raw: &RawServer, base: &Path) -> Server {
         .as_ref()
         .map(|f| path(cx, f, "server.state_file", base));
     let dnstap = raw.dnstap.as_ref().and_then(|d| dnstap(cx, d, base));
+    let reload_timeout = (raw.reload_timeout.as_ref())
+        .and_then(|d| cx.duration(d, "server.reload_timeout"))
+        .unwrap_or(DEFAULT_RELOAD_TIMEOUT);
     Server {
+        reload_timeout,
         workers,
         probe_source,
         dnstap,

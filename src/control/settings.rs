@@ -19,13 +19,11 @@ pub struct Overrides {
 
 impl Overrides {
     /// `snap` with the overrides applied to its model.
-    pub fn applied(&self, snap: Snapshot) -> Snapshot {
-        let mut model = (*snap.model).clone();
-        self.apply(&mut model);
-        Snapshot {
-            model: Arc::new(model),
-            ..snap
-        }
+    pub fn applied(&self, mut snap: Snapshot) -> Snapshot {
+        // A freshly loaded model is not shared yet: changed in place, not copied (a
+        // large config's model takes a while to copy).
+        self.apply(Arc::make_mut(&mut snap.model));
+        snap
     }
 
     /// Applies the overrides to a freshly loaded model.

@@ -179,8 +179,6 @@ fn client_subnet(data: &[u8]) -> Option<Ecs> {
         }
         _ => return None,
     };
-    Some(Ecs {
-        source,
-        addr: mask(ip, source),
-    })
+    // Bits past the prefix: FORMERR (RFC 7871 §6), from the general path.
+    (mask(ip, source) == ip).then_some(Ecs { source, addr: ip })
 }

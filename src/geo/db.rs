@@ -19,7 +19,10 @@ const NOT_LOCATION: [&str; 6] = [
 impl GeoDb {
     /// Reads the database at `path` into memory and checks that it carries locations.
     pub fn open(path: &Path) -> Result<GeoDb, String> {
-        let reader = maxminddb::Reader::open_readfile(path).map_err(|e| cannot_open(path, e))?;
+        // Only a regular file: a FIFO would block the load that opens it.
+        let bytes = crate::files::read_regular(path)
+            .map_err(|e| format!("cannot open GeoIP database {}: {e}", path.display()))?;
+        let reader = maxminddb::Reader::from_source(bytes).map_err(|e| cannot_open(path, e))?;
         GeoDb::new(Source::Read(reader), path)
     }
 
@@ -33,7 +36,7 @@ impl GeoDb {
     /// `geoipupdate` does, is safe: the mapping keeps the old inode until a reload
     /// opens the new file.
     pub fn open_mapped(path: &Path) -> Result<GeoDb, String> {
-        let file = std::fs::File::open(path)
+        let file = crate::files::open_regular(path)
             .map_err(|e| format!("cannot open GeoIP database {}: {e}", path.display()))?;
         // SAFETY: mapping a file is unsafe because the file must stay unchanged while
         // the mapping lives. That is the operator's side of `server.geoip_mmap`

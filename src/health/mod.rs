@@ -11,6 +11,7 @@
 //! Probers share nothing; one owner applies results, drains, reloads and (with
 //! `[cluster]`) the peers' views pulled by [`crate::cluster`], and publishes.
 
+pub mod changes;
 pub mod monitor;
 pub mod probe;
 pub mod service;

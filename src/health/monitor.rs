@@ -1,7 +1,8 @@
 //! The owner's bookkeeping, without I/O: the distinct probe targets of a model, the
 //! rise/fall state of each, the peers' views when the instance is part of a cluster
 //! ([`votes`](super::votes)), manual drains, and the [`Health`] table they add up to.
-//! Every state change is logged here once, with its reason.
+//! Every state change is logged here once, with its reason, and kept in [`Changes`] for
+//! the status page.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tracing::{info, warn};
 
+use super::changes::{Change, Changes};
 use super::probe::{self, TargetSpec};
 use super::state::{Outcome, TargetState, Transition};
 use super::votes::{self, Peers, Tally, TargetView, View};
@@ -27,6 +29,8 @@ pub struct Monitor {
     peers: Option<Peers>,
     /// Too few fresh views for the quorum (logged once per change).
     alone: bool,
+    /// The last state changes.
+    changes: Changes,
 }
 
 /// One distinct probe target and its state.
@@ -116,6 +120,7 @@ impl Monitor {
             drained,
             alone: peers.is_some(),
             peers,
+            changes: Changes::default(),
         }
     }
 
@@ -156,9 +161,18 @@ impl Monitor {
             return;
         }
         let alone = peers.alone();
+        let at = SystemTime::now();
         if alone != self.alone {
             self.alone = alone;
             let fresh = peers.peers.iter().filter(|p| peers.fresh(p)).count();
+            self.changes.push(Change {
+                at,
+                kind: "cluster",
+                subject: "cluster".into(),
+                from: if alone { "quorum" } else { "alone" },
+                to: if alone { "alone" } else { "quorum" },
+                reason: format!("{fresh} fresh peer view(s), quorum {}", peers.quorum),
+            });
             if alone {
                 warn!(
                     fresh_peers = fresh,
@@ -174,13 +188,18 @@ impl Monitor {
             }
         }
         let before = self.region_up_all();
-        self.redecide(&before, "peer views");
+        self.redecide(&before, "peer views", at);
     }
 
     /// True while too few peers' views are fresh for the quorum (always false without
     /// `[cluster]`).
     pub fn deciding_alone(&self) -> bool {
         self.peers.is_some() && self.alone
+    }
+
+    /// The last state changes.
+    pub fn changes(&self) -> &Changes {
+        &self.changes
     }
 
     /// The model this monitor watches.
@@ -234,8 +253,9 @@ impl Monitor {
             new.carry_over(old);
             self.alone = new.alone();
         }
+        self.changes = old.changes.clone();
         let before = self.region_up_all();
-        self.redecide(&before, "reload");
+        self.redecide(&before, "reload", SystemTime::now());
         for (i, region) in self.model.regions.iter().enumerate() {
             if let Some(j) = old.model.region_id(&region.name) {
                 self.drained[i] = old.drained[j.index()];
@@ -269,20 +289,49 @@ impl Monitor {
             reason = %transition.reason,
             "probe target {}", updown(transition.to)
         );
-        self.redecide(&before, &transition.reason.to_string());
+        let reason = transition.reason.to_string();
+        self.changes.push(Change {
+            at: now,
+            kind: "target",
+            subject: t.spec.to_string(),
+            from: updown(transition.from),
+            to: updown(transition.to),
+            reason: reason.clone(),
+        });
+        self.redecide(&before, &reason, now);
         Some(transition)
     }
 
     /// Decides every target from its own state (and with `[cluster]`, the peers' fresh
     /// votes), and logs each change of a decided target or of a region (`before`: the
-    /// regions' states before) once.
-    fn redecide(&mut self, before: &[bool], reason: &str) {
+    /// regions' states before) once, and keeps it as happened `at`.
+    fn redecide(&mut self, before: &[bool], reason: &str, at: SystemTime) {
         for t in &mut self.targets {
             let (up, tally) = match &self.peers {
                 Some(p) => p.decide(&t.key, t.state.up),
                 None => (t.state.up, Tally::default()),
             };
             if self.peers.is_some() && up != t.decided {
+                self.changes.push(Change {
+                    at,
+                    kind: "target",
+                    subject: t.spec.to_string(),
+                    from: updown(t.decided),
+                    to: updown(up),
+                    reason: if tally.alone {
+                        format!(
+                            "too few fresh views ({}) for the quorum: this instance's own probe decides",
+                            tally.views
+                        )
+                    } else {
+                        format!(
+                            "{} of {} fresh views say down (quorum {})",
+                            tally.down,
+                            tally.views,
+                            self.peers.as_ref().map_or(1, |p| p.quorum)
+                        )
+                    },
+                });
                 info!(
                     target = %t.spec,
                     from = updown(t.decided),
@@ -304,6 +353,14 @@ impl Monitor {
             if *was != is {
                 let region = &self.model.regions[i];
                 let (up, total) = self.region_counts(i);
+                self.changes.push(Change {
+                    at,
+                    kind: "region",
+                    subject: region.name.clone(),
+                    from: updown(*was),
+                    to: updown(is),
+                    reason: format!("{reason} ({up} of {total} probe targets up)"),
+                });
                 info!(
                     region = %region.name,
                     from = updown(*was),
@@ -329,6 +386,19 @@ impl Monitor {
         let changed = self.drained[id.index()] != drained;
         if changed {
             self.drained[id.index()] = drained;
+            let (from, to) = if drained {
+                ("undrained", "drained")
+            } else {
+                ("drained", "undrained")
+            };
+            self.changes.push(Change {
+                at: SystemTime::now(),
+                kind: "drain",
+                subject: name.to_string(),
+                from,
+                to,
+                reason: "operator".into(),
+            });
             info!(region = %name, "region {name} {}", if drained { "drained" } else { "undrained" });
         }
         Ok(changed)
@@ -508,5 +578,29 @@ addresses = ["192.0.2.11"]
         let d = next.model().region_id("d").unwrap();
         assert!(!next.health().usable(d), "drain survives the reload");
         assert!(next.health().usable(next.model().region_id("e").unwrap()));
+    }
+
+    #[test]
+    fn state_changes_are_kept_with_their_reason_across_reloads() {
+        let mut m = Monitor::new(model(REGIONS));
+        fail(&mut m, 3);
+        m.set_drained("d", true).unwrap();
+        let seen = |m: &Monitor| -> Vec<String> {
+            m.changes()
+                .newest_first()
+                .map(|c| format!("{} {} {}->{} {}", c.kind, c.subject, c.from, c.to, c.reason))
+                .collect()
+        };
+        let want = [
+            "drain d undrained->drained operator",
+            "region c up->down status 503 (0 of 1 probe targets up)",
+            "region b up->down status 503 (0 of 1 probe targets up)",
+            "target GET http://127.0.0.1:9000/health up->down status 503",
+        ];
+        assert_eq!(seen(&m), want);
+        assert_eq!(m.changes().newest_first().last().unwrap().at, T0);
+        let mut next = Monitor::new(model(REGIONS));
+        next.carry_over(&m);
+        assert_eq!(seen(&next), want, "a reload keeps the changes");
     }
 }

@@ -258,7 +258,7 @@ async fn owner(
                     generation += 1;
                     probers = build_probers(&monitor, snapshot.model.server.probe_source);
                     tasks = spawn_probers(&probers, generation, &tx, &sem);
-                    publish(&state, &monitor, Some(snapshot));
+                    publish_reload(&state, &monitor, snapshot).await;
                     let _ = reply.send(());
                 }
                 Event::Inspect { reply } => {
@@ -435,6 +435,25 @@ fn phase(interval: Duration) -> Duration {
     let r = RandomState::new().build_hasher().finish();
     let nanos = interval.as_nanos().max(1) as u64;
     Duration::from_nanos(r % nanos)
+}
+
+/// Installs a reloaded config with the monitor's health. On a blocking thread: laying out
+/// the answer counters of a large config and freeing the old one take long enough to
+/// hold up the queries an async worker thread would otherwise answer meanwhile. The
+/// owner waits for it, so it stays the one writer.
+async fn publish_reload(state: &Shared, monitor: &Monitor, snapshot: Snapshot) {
+    let (state, health) = (state.clone(), monitor.health());
+    let install = move || {
+        state.install(Snapshot {
+            health: Arc::new(health),
+            ..snapshot
+        });
+        // The old config was freed here: give its heap back, not just to malloc.
+        crate::snapshot::release_free_heap();
+    };
+    if let Err(e) = tokio::task::spawn_blocking(install).await {
+        error!("installing the reloaded config failed: {e}");
+    }
 }
 
 /// Publishes the monitor's health (with a new config when reloading) if it changes

@@ -143,6 +143,11 @@ fn durations() {
         e.starts_with("gslb.toml:2:16: server.tcp.idle_timeout: invalid duration \"10 parsecs\" (expected e.g. \"500ms\", \"2s\", \"1m\"): "),
         "{e}"
     );
+    let e = err("[server]\nreload_timeout = \"0s\"\n");
+    assert_eq!(
+        e,
+        "gslb.toml:2:18: server.reload_timeout: duration \"0s\" must be greater than zero"
+    );
     let e = err("[defaults.probe]\ninterval = \"0s\"\n");
     assert_eq!(
         e,

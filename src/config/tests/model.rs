@@ -380,7 +380,10 @@ fn docs_example_loads() {
 fn compound_durations() {
     let m = ok("[server.tcp]\nidle_timeout = \"1m30s\"\n[defaults.probe]\ntimeout = \"250ms\"\n");
     assert_eq!(m.server.tcp.idle_timeout, Duration::from_secs(90));
+    assert_eq!(m.server.reload_timeout, Duration::from_secs(60), "default");
     assert_eq!(m.defaults.probe.timeout, Duration::from_millis(250));
+    let m = ok("[server]\nreload_timeout = \"2m\"\n");
+    assert_eq!(m.server.reload_timeout, Duration::from_secs(120));
 }
 
 #[test]

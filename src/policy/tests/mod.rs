@@ -63,6 +63,7 @@ pub(super) fn model(when: WhenAllDown) -> Model {
             probe_source: None,
             dnstap: None,
             state_file: None,
+            reload_timeout: Default::default(),
         },
         defaults: Defaults::default(),
         regions: vec![

@@ -4,7 +4,6 @@
 //! hickory never opens a file itself.
 
 use std::collections::HashMap;
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -252,7 +251,8 @@ impl Expander {
         if self.stack.contains(&path) {
             return Err("includes itself (a loop)".into());
         }
-        let text = fs::read_to_string(&path).map_err(|e| format!("cannot read: {e}"))?;
+        let text =
+            crate::files::read_regular_to_string(&path).map_err(|e| format!("cannot read: {e}"))?;
         let saved = self.origin.clone();
         if let Some(o) = origin {
             let o = self.resolve(o).map_err(|e| format!("origin {o}: {e}"))?;

@@ -82,7 +82,8 @@ pub fn load_dir(dir: &Path) -> Result<Vec<ZoneFile>, Diagnostics> {
 /// (`gslb.example.com.zone` holds the zone `gslb.example.com.`).
 pub fn load_file(path: &Path) -> Result<ZoneFile, Diagnostics> {
     let origin = origin_of(path)?;
-    let text = fs::read_to_string(path)
+    // A FIFO or device among the zones would block the load (and a reload with it).
+    let text = crate::files::read_regular_to_string(path)
         .map_err(|e| Diagnostic::new(path, format!("cannot read zone file: {e}")))?;
     parse_zone(&text, path, &origin)
 }
