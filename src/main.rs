@@ -170,6 +170,7 @@ enum LogFormat {
 }
 
 fn main() -> ExitCode {
+    gslbd::snapshot::map_large_allocations();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         // --help and --version print to stdout and exit 0; mistakes exit EXIT_USAGE.

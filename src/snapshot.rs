@@ -65,6 +65,20 @@ impl Snapshot {
 
     /// Like [`Snapshot::load`], with `[dnssec]` signatures of a run started at `now`.
     pub fn load_at(config_path: &Path, now: SystemTime) -> Result<Snapshot, Diagnostics> {
+        Snapshot::load_after(config_path, now, None)
+    }
+
+    /// Like [`Snapshot::load`], for a reload of `old`: its zones are kept, not built
+    /// again, when nothing they were built from changed (see [`zones_unchanged`]).
+    pub fn reload(config_path: &Path, old: &Snapshot) -> Result<Snapshot, Diagnostics> {
+        Snapshot::load_after(config_path, SystemTime::now(), Some(old))
+    }
+
+    fn load_after(
+        config_path: &Path,
+        now: SystemTime,
+        old: Option<&Snapshot>,
+    ) -> Result<Snapshot, Diagnostics> {
         let model = config::load(config_path)?;
         let geo = match &model.server.geoip {
             // A reload comes through here too, so it always opens the file afresh: a
@@ -78,17 +92,31 @@ impl Snapshot {
             },
             None => None,
         };
-        let files = file::load_dir(&model.server.zones)?;
-        let keys = match &model.dnssec {
-            Some(cfg) => Some(Keyring::load(&cfg.keys).map_err(crate::dnssec::tool::key_errors)?),
-            None => None,
+        let kept = old.filter(|old| zones_unchanged(old, &model));
+        let mut snap = match kept {
+            Some(old) => {
+                debug!("zones unchanged since they were loaded: kept");
+                Snapshot::with_zones(model, old.zones.clone())
+            }
+            None => {
+                let files = file::load_dir(&model.server.zones)?;
+                let keys = match &model.dnssec {
+                    Some(cfg) => {
+                        Some(Keyring::load(&cfg.keys).map_err(crate::dnssec::tool::key_errors)?)
+                    }
+                    None => None,
+                };
+                Snapshot::build_signed(model, files, keys.as_ref(), now)?
+            }
         };
-        let mut snap = Snapshot::build_signed(model, files, keys.as_ref(), now)?;
         if let Some(db) = &geo {
             snap.geo_maps = compile_geo(&snap.model, db);
             db.release_pages();
         }
         snap.geo = geo;
+        // What loading freed (the zone text, hickory's parse of it) goes back to the
+        // kernel: a large zone's would stay resident for the life of the process.
+        release_free_heap();
         Ok(snap)
     }
 
@@ -126,6 +154,21 @@ impl Snapshot {
         };
         snap.sign_dynamic(None);
         Ok(snap)
+    }
+
+    /// A snapshot of `model` serving `zones` (built for an equal model), without GeoIP
+    /// or `[dnssec]`.
+    fn with_zones(model: Model, zones: Arc<Zones>) -> Snapshot {
+        let health = Health::all_up(&model);
+        Snapshot {
+            model: Arc::new(model),
+            zones,
+            health: Arc::new(health),
+            geo: None,
+            geo_maps: Arc::new([]),
+            signing: None,
+            dyn_sigs: Arc::default(),
+        }
     }
 
     /// Signs the dynamic answers for the snapshot's health, reusing `old`'s signatures
@@ -174,6 +217,30 @@ impl Snapshot {
     pub fn into_shared(self) -> Shared {
         Shared::new(self)
     }
+}
+
+/// Whether `old`'s zones are what loading `model`'s would build: neither has `[dnssec]`
+/// (signatures belong to a signing run), the dynamic names are the same (each attached to
+/// its node, by index, answering every type or not), and so are the `cname` regions'
+/// targets, and no zone file or file it includes changed.
+fn zones_unchanged(old: &Snapshot, model: &Model) -> bool {
+    let may_cname = |m: &Model, r: &crate::model::DynRecord| {
+        r.regions.iter().any(|id| m.region(*id).is_cname())
+    };
+    let targets = |m: &Model| -> Vec<Option<String>> {
+        (m.regions.iter())
+            .map(|r| r.cname.as_ref().map(|n| n.to_string()))
+            .collect()
+    };
+    let (was, now) = (&old.model, model);
+    was.dnssec.is_none()
+        && now.dnssec.is_none()
+        && old.signing.is_none()
+        && was.records.len() == now.records.len()
+        && (was.records.iter().zip(&now.records))
+            .all(|(a, b)| a.name == b.name && may_cname(was, a) == may_cname(now, b))
+        && targets(was) == targets(now)
+        && old.zones.files_unchanged(&now.server.zones)
 }
 
 /// Compiles the geo rules of every record that looks at locations against `db`; records
@@ -229,6 +296,22 @@ fn compile_geo(model: &Model, db: &GeoDb) -> Arc<[Option<Arc<GeoMap>>]> {
     maps
 }
 
+/// Has the allocator map every allocation of 1 MiB or more (zone buffers and tables,
+/// file contents) on its own, so that freeing one hands it back to the kernel at once and
+/// growing one moves no bytes (`mremap`). glibc otherwise raises that threshold to the
+/// size of the first such block freed (up to 32 MiB), and from then keeps blocks below it
+/// in its heaps; in a thread's heap, where reloads run, neither `free` nor `malloc_trim`
+/// returns the top of the heap, so a reload's buffers stayed resident (24 MiB after
+/// reloading a zone of a million names). Call before any thread starts.
+pub fn map_large_allocations() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes glibc's allocation policy; it is called before any
+    // other thread allocates.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
 /// Hands freed heap back to the kernel. Compiling a large database's trees allocates and
 /// frees hundreds of MiB; glibc keeps freed blocks of up to 32 MiB for reuse, so without
 /// this tens of MiB would stay resident for the life of the process.
@@ -237,5 +320,74 @@ pub(crate) fn release_free_heap() {
     // SAFETY: malloc_trim only returns free memory of glibc's heaps to the kernel.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use hickory_proto::rr::{Name, RecordType};
+
+    use super::*;
+
+    const CONFIG: &str = "[server]\nlisten = [\"127.0.0.1:0\"]\nzones = \"zones\"\n\
+        [defaults]\nttl = 30\n[regions.one]\naddresses = [\"192.0.2.10\"]\n\
+        [records.\"www.a.test\"]\npolicy = \"failover\"\n";
+
+    fn write(dir: &Path, file: &str, text: &str) {
+        fs::write(dir.join(file), text).unwrap();
+    }
+
+    #[test]
+    fn a_reload_keeps_the_zones_when_nothing_they_come_from_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        fs::create_dir(d.join("zones")).unwrap();
+        write(d, "gslb.toml", CONFIG);
+        let zone = "$TTL 60\n@ SOA ns1 h 1 2 3 4 5\n@ NS ns1\nns1 A 192.0.2.1\n$INCLUDE part.inc\n";
+        write(d, "zones/a.test.zone", zone);
+        write(d, "zones/part.inc", "x A 192.0.2.2\n");
+        let config = d.join("gslb.toml");
+        let mut snap = Snapshot::load(&config).unwrap();
+        let mut reload = |what: &str, kept: bool| {
+            let next = Snapshot::reload(&config, &snap).unwrap();
+            assert_eq!(Arc::ptr_eq(&next.zones, &snap.zones), kept, "{what}");
+            snap = next;
+        };
+        reload("nothing changed", true);
+        write(d, "gslb.toml", &CONFIG.replace("ttl = 30", "ttl = 40"));
+        reload("a setting the zones do not depend on", true);
+        write(d, "zones/part.inc", "x A 192.0.2.3\n");
+        reload("an included file", false);
+        reload("nothing changed since", true);
+        write(
+            d,
+            "zones/a.test.zone",
+            &zone.replace("192.0.2.1", "192.0.2.9"),
+        );
+        reload("the zone file", false);
+        write(
+            d,
+            "zones/b.test.zone",
+            "@ 60 SOA ns1 h 1 2 3 4 5\n@ 60 NS ns1\n",
+        );
+        reload("a zone file added", false);
+        fs::remove_file(d.join("zones/b.test.zone")).unwrap();
+        reload("a zone file removed", false);
+        write(
+            d,
+            "gslb.toml",
+            &format!("{CONFIG}[records.\"y.a.test\"]\npolicy = \"failover\"\n"),
+        );
+        reload("a dynamic name added", false);
+        reload("nothing changed since", true);
+        let cname = "[regions.two]\ncname = \"lb.example.net.\"\n";
+        write(d, "gslb.toml", &format!("{CONFIG}{cname}"));
+        reload("a region that may answer by CNAME", false);
+        // What was reloaded is served.
+        let x = Name::from_ascii("x.a.test.").unwrap();
+        let answer = snap.zones.resolve(&x, RecordType::A).unwrap().answers;
+        assert_eq!(answer[0].data.to_string(), "192.0.2.3");
     }
 }

@@ -193,14 +193,14 @@ pub fn zone(data: &[u8]) {
         }
     };
     assert_eq!(&zone.path, path);
-    for r in &zone.records {
+    for r in &zone.records() {
         assert!(origin().zone_of(&r.name), "out-of-zone record loaded: {r}");
         assert_eq!(r.dns_class, DNSClass::IN, "non-IN record loaded: {r}");
     }
     // Serve it.
     let mut asked: BTreeSet<(Name, RecordType)> = BTreeSet::new();
     asked.insert((origin().clone(), RecordType::SOA));
-    for r in &zone.records {
+    for r in &zone.records() {
         if asked.len() >= 5 {
             break;
         }

@@ -149,6 +149,12 @@ impl Control {
             return Err(e.into());
         }
         queries.reloads_ok.fetch_add(1, Relaxed);
+        // The previous snapshot is gone once the last query holding it is answered: hand
+        // its memory back to the kernel (off the async threads: trimming takes a while).
+        tokio::spawn(async {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let _ = tokio::task::spawn_blocking(crate::snapshot::release_free_heap).await;
+        });
         *self.config_loaded.lock().unwrap_or_else(|e| e.into_inner()) = SystemTime::now();
         info!("reloaded {}: {summary}", self.config.display());
         for w in &warnings {
@@ -177,8 +183,9 @@ impl Control {
         );
         let done = Arc::new(AtomicBool::new(false));
         let (done2, abandoned) = (done.clone(), self.abandoned.clone());
+        let old = self.state.snapshot();
         let task = tokio::task::spawn_blocking(move || {
-            let loaded = Snapshot::load(&path).map(|s| {
+            let loaded = Snapshot::reload(&path, &old).map(|s| {
                 let next = overrides.applied(s);
                 let warnings = running.warnings(&next.model);
                 (next, warnings)

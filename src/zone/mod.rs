@@ -16,6 +16,7 @@ pub mod wire;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 
 use hickory_proto::rr::{Name, RData, Record, RecordType};
@@ -64,18 +65,40 @@ pub struct Zone {
     sigs: Vec<signed::NodeSigs>,
     /// With `[dnssec]`: the zone's keys and the epoch its signatures were made in.
     signer: Option<Arc<Signer>>,
+    /// The zone file and the files it includes, as read.
+    sources: Vec<file::Source>,
 }
 
-/// The data at one owner name; an empty node is an empty non-terminal.
-#[derive(Debug, Default, Clone)]
+/// The data at one owner name; an empty node is an empty non-terminal. (A zone may have
+/// millions: 12 bytes.)
+#[derive(Debug, Clone)]
 struct Node {
     rrsets: store::RRsets,
-    dynamic: Option<RecordId>,
+    /// The dynamic record at this name (`RecordId`), or `u32::MAX`.
+    dynamic: u32,
     /// The dynamic record may answer by CNAME (a candidate region has `cname`): it then
     /// answers every type, as a CNAME owner does (RFC 1034 §3.6.2).
     any_type: bool,
     /// NS records below the apex: a zone cut, data here and below is not ours.
     cut: bool,
+}
+
+impl Default for Node {
+    fn default() -> Node {
+        Node {
+            rrsets: store::RRsets::default(),
+            dynamic: u32::MAX,
+            any_type: false,
+            cut: false,
+        }
+    }
+}
+
+impl Node {
+    /// The dynamic record at this name.
+    fn dynamic(&self) -> Option<RecordId> {
+        (self.dynamic != u32::MAX).then_some(RecordId(self.dynamic))
+    }
 }
 
 /// Response code of a resolution.
@@ -208,7 +231,7 @@ impl Zones {
             }
             let node = zone.insert_node(&name);
             let node = zone.nodes.value_mut(node);
-            node.dynamic = Some(RecordId(i as u32));
+            node.dynamic = i as u32;
             node.any_type = may_cname;
         }
         for zone in &mut zones {
@@ -285,6 +308,22 @@ impl Zones {
         }
     }
 
+    /// Whether loading the zones folder `dir` again would read the same zones: the same
+    /// zone files, and none of them nor any file they include changed since they were
+    /// read. (A reload of a config that leaves the zones alone then keeps them, instead
+    /// of building them anew beside the ones serving: a zone of a million names takes
+    /// seconds to load and 200 MB while it does.)
+    pub fn files_unchanged(&self, dir: &Path) -> bool {
+        let Ok(paths) = file::zone_paths(dir) else {
+            return false;
+        };
+        paths.len() == self.zones.len()
+            && (paths.iter().zip(&self.zones)).all(|(path, zone)| {
+                zone.sources.first().is_some_and(|s| s.path() == path)
+                    && zone.sources.iter().all(file::Source::unchanged)
+            })
+    }
+
     /// The zone `name` belongs to (the deepest whose apex is `name` or above it).
     pub fn zone_of(&self, name: &Name) -> Option<&Zone> {
         best_zone(&self.zones, name).map(|i| &self.zones[i])
@@ -332,8 +371,15 @@ impl Zone {
     fn from_file(f: ZoneFile) -> Result<Zone, Diagnostic> {
         let apex = f.origin.clone();
         // The loader guarantees one SOA at the apex; check anyway rather than panic.
-        let Some((soa, minimum)) = f.records.iter().find_map(|r| match &r.data {
-            RData::SOA(s) if r.name == apex => Some((r.clone(), s.minimum)),
+        let soa = (f.nodes.index_of(Key::of(&apex).bytes()))
+            .and_then(|i| {
+                f.store
+                    .get(f.nodes.value(i).rrsets, f.nodes.key(i), RecordType::SOA)
+            })
+            .and_then(|set| records(set).next())
+            .map(Cow::into_owned);
+        let Some((soa, minimum)) = soa.and_then(|r| match &r.data {
+            RData::SOA(s) => Some((r.clone(), s.minimum)),
             _ => None,
         }) else {
             return Err(Diagnostic::new(&f.path, format!("no SOA record at {apex}")));
@@ -341,52 +387,30 @@ impl Zone {
         warn_cname_loops(&f);
         let mut neg_soa = soa.clone();
         neg_soa.ttl = soa.ttl.min(minimum);
+        let owners = f.nodes.len();
         let mut zone = Zone {
             apex_labels: label_count(&apex),
             soa,
             neg_soa,
             apex,
-            nodes: names::NameMap::default(),
-            store: store::Store::default(),
+            nodes: f.nodes,
+            store: f.store,
             sigs: Vec::new(),
             signer: None,
+            sources: f.sources,
         };
-        zone.insert_node(&zone.apex.clone());
-        // The records of one node come one after the other (the loader sorts them by
-        // owner): each node's RRsets are gathered, then stored at once.
-        let mut gathered: Option<(usize, store::Sets)> = None;
-        for rec in f.records {
-            let t = rec.record_type();
-            let is_apex = rec.name == zone.apex;
-            let i = zone.insert_node(&rec.name);
-            if t == RecordType::NS && !is_apex {
+        let apex_key = Key::of(&zone.apex);
+        zone.insert_key(apex_key.bytes());
+        for i in 0..owners {
+            let key = zone.nodes.key(i).to_vec();
+            // Empty non-terminals, and the zone cuts: NS records below the apex.
+            zone.insert_key(&key);
+            let sets = zone.nodes.value(i).rrsets;
+            if key != apex_key.bytes() && zone.store.has(sets, RecordType::NS) {
                 zone.nodes.value_mut(i).cut = true;
             }
-            if gathered.as_ref().is_some_and(|(at, _)| *at != i) {
-                zone.add_sets(gathered.take());
-            }
-            let (_, sets) = gathered.get_or_insert_with(|| (i, Vec::new()));
-            match sets.iter_mut().find(|(rt, _)| *rt == t) {
-                Some((_, set)) => set.push(rec),
-                None => sets.push((t, vec![rec])),
-            }
         }
-        zone.add_sets(gathered);
         Ok(zone)
-    }
-
-    /// Adds RRsets to a node (by index), after those it has.
-    fn add_sets(&mut self, sets: Option<(usize, store::Sets)>) {
-        let Some((i, sets)) = sets else { return };
-        let key = self.nodes.key(i);
-        let mut all = self.store.sets(self.nodes.value(i).rrsets, key);
-        for (t, records) in sets {
-            match all.iter_mut().find(|(rt, _)| *rt == t) {
-                Some((_, set)) => set.extend(records),
-                None => all.push((t, records)),
-            }
-        }
-        self.set_sets(i, all);
     }
 
     /// Replaces a node's (by index) RRsets.
@@ -489,15 +513,17 @@ impl Zone {
     /// The index of the node at `name`, creating it and every missing ancestor up to the
     /// apex (empty non-terminals must exist so that they answer NODATA, not NXDOMAIN).
     fn insert_node(&mut self, name: &Name) -> usize {
-        let key = Key::of(name);
-        let total = label_count(name);
-        let mut n = total;
-        while n > self.apex_labels {
-            n -= 1;
-            self.nodes
-                .index_or_insert_with(key.suffix(total - n), Node::default);
+        self.insert_key(Key::of(name).bytes())
+    }
+
+    /// [`Zone::insert_node`] for the name `key` (lower-case wire format).
+    fn insert_key(&mut self, key: &[u8]) -> usize {
+        let mut at = 0;
+        for _ in self.apex_labels..key_labels(key) {
+            at += 1 + usize::from(key[at]);
+            self.nodes.index_or_insert_with(&key[at..], Node::default);
         }
-        self.nodes.index_or_insert_with(key.bytes(), Node::default)
+        self.nodes.index_or_insert_with(key, Node::default)
     }
 
     /// The delegation point at or above `name` (below the apex), if any.
@@ -626,7 +652,7 @@ impl Zone {
         let node = self.nodes.value(i);
         if qtype == RecordType::ANY {
             // RFC 8482 §4.1: answer ANY with one RRset of the name, not all of them.
-            return match (node.dynamic, node.rrsets == store::RRsets::default()) {
+            return match (node.dynamic(), node.rrsets == store::RRsets::default()) {
                 (Some(id), _) => Step::Dynamic(id),
                 (None, false) => match self.store.first(node.rrsets, self.nodes.key(i)) {
                     Some(set) => Step::Data(set),
@@ -638,7 +664,7 @@ impl Zone {
         if let Some(set) = self.rrset(i, qtype) {
             return Step::Data(set);
         }
-        if let Some(id) = node.dynamic {
+        if let Some(id) = node.dynamic() {
             if node.any_type || matches!(qtype, RecordType::A | RecordType::AAAA) {
                 return Step::Dynamic(id);
             }
@@ -745,33 +771,49 @@ impl Key {
 /// With `[dnssec]`, gslbd makes every signature, key and proof itself: a zone file that
 /// brings its own (a pre-signed zone) would serve stale ones beside them.
 fn refuse_presigned(f: &ZoneFile, errors: &mut Diagnostics) {
-    use hickory_proto::rr::LowerName;
-    for r in &f.records {
-        let t = r.record_type();
-        let at_apex = r.name == f.origin;
-        let ours = matches!(
-            t,
-            RecordType::RRSIG | RecordType::NSEC | RecordType::NSEC3 | RecordType::NSEC3PARAM
-        ) || (at_apex
-            && matches!(
+    for i in 0..f.nodes.len() {
+        let theirs = |t: &RecordType| {
+            matches!(
                 t,
-                RecordType::DNSKEY | RecordType::CDS | RecordType::CDNSKEY
-            ));
-        if !ours {
+                RecordType::RRSIG
+                    | RecordType::NSEC
+                    | RecordType::NSEC3
+                    | RecordType::NSEC3PARAM
+                    | RecordType::DNSKEY
+                    | RecordType::CDS
+                    | RecordType::CDNSKEY
+            )
+        };
+        if !f.store.types(f.nodes.value(i).rrsets).iter().any(theirs) {
             continue;
         }
-        let mut d = Diagnostic::new(
-            &f.path,
-            format!(
-                "{} {t} record: with [dnssec] gslbd signs the zone itself and publishes its own \
-                 DNSKEY, CDS, CDNSKEY and NSEC records; remove it (the zone file holds unsigned data)",
-                r.name
-            ),
-        );
-        if let Some(line) = f.lines.get(&(LowerName::new(&r.name), t)) {
-            d = d.at(*line, 1);
+        for r in f.sets(i).into_iter().flat_map(|(_, set)| set) {
+            let t = r.record_type();
+            let at_apex = r.name == f.origin;
+            let ours = matches!(
+                t,
+                RecordType::RRSIG | RecordType::NSEC | RecordType::NSEC3 | RecordType::NSEC3PARAM
+            ) || (at_apex
+                && matches!(
+                    t,
+                    RecordType::DNSKEY | RecordType::CDS | RecordType::CDNSKEY
+                ));
+            if !ours {
+                continue;
+            }
+            let mut d = Diagnostic::new(
+                &f.path,
+                format!(
+                    "{} {t} record: with [dnssec] gslbd signs the zone itself and publishes its own \
+                     DNSKEY, CDS, CDNSKEY and NSEC records; remove it (the zone file holds unsigned data)",
+                    r.name
+                ),
+            );
+            if let Some(line) = f.line(&r.name, t) {
+                d = d.at(line, 1);
+            }
+            errors.push(d);
         }
-        errors.push(d);
     }
 }
 
@@ -779,7 +821,10 @@ fn refuse_presigned(f: &ZoneFile, errors: &mut Diagnostics) {
 /// the first repeated name, but a loop is surely a mistake. Wildcards are not followed.
 fn warn_cname_loops(f: &ZoneFile) {
     use hickory_proto::rr::LowerName;
-    let targets: HashMap<LowerName, LowerName> = (f.records.iter())
+    let targets: HashMap<LowerName, LowerName> = (0..f.nodes.len())
+        .filter(|&i| f.store.has(f.nodes.value(i).rrsets, RecordType::CNAME))
+        .flat_map(|i| f.sets(i))
+        .flat_map(|(_, set)| set)
         .filter_map(|r| match &r.data {
             RData::CNAME(t) => Some((LowerName::new(&r.name), LowerName::new(&t.0))),
             _ => None,
@@ -793,8 +838,7 @@ fn warn_cname_loops(f: &ZoneFile) {
         while !done.contains(at) {
             if let Some(i) = path.iter().position(|p| *p == at) {
                 let names: Vec<String> = path[i..].iter().map(|n| n.to_string()).collect();
-                let line = f.lines.get(&(at.clone(), RecordType::CNAME));
-                let place = match line {
+                let place = match f.line(at, RecordType::CNAME) {
                     Some(l) => format!("{}:{l}", f.path.display()),
                     None => f.path.display().to_string(),
                 };
@@ -818,6 +862,16 @@ fn warn_cname_loops(f: &ZoneFile) {
 /// as RRSIG's label count does, but `trim_to` counts it).
 fn label_count(name: &Name) -> usize {
     name.iter().count()
+}
+
+/// The number of labels of a wire-format name.
+fn key_labels(key: &[u8]) -> usize {
+    let (mut at, mut n) = (0, 0);
+    while let Some(&len) = key.get(at).filter(|l| **l > 0) {
+        at += 1 + usize::from(len);
+        n += 1;
+    }
+    n
 }
 
 /// `r` as is, or a copy owned by `owner` (wildcard synthesis).

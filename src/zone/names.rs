@@ -59,6 +59,21 @@ impl<V: Clone> Clone for NameMap<V> {
 }
 
 impl<V> NameMap<V> {
+    /// A map with room for `n` names of `bytes` bytes in all.
+    pub(crate) fn with_capacity(n: usize, bytes: usize) -> Self {
+        NameMap {
+            bytes: Vec::with_capacity(bytes),
+            slots: Vec::with_capacity(n),
+            table: HashTable::with_capacity(n),
+            hasher: Default::default(),
+        }
+    }
+
+    /// The bytes of all names.
+    pub(crate) fn name_bytes(&self) -> usize {
+        self.bytes.len()
+    }
+
     /// How many names.
     pub(crate) fn len(&self) -> usize {
         self.slots.len()

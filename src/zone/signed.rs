@@ -152,10 +152,10 @@ fn node_sigs(
 /// name (never CNAME: a validator would take the NODATA proof for a CNAME's).
 pub(super) fn bitmap(types: &[RecordType], node: &Node) -> Vec<RecordType> {
     let mut types = types.to_vec();
-    if node.dynamic.is_some() {
+    if node.dynamic().is_some() {
         types.extend([RecordType::A, RecordType::AAAA]);
     }
-    types.retain(|t| *t != RecordType::CNAME || node.dynamic.is_none());
+    types.retain(|t| *t != RecordType::CNAME || node.dynamic().is_none());
     types.sort_by_key(|t| u16::from(*t));
     types.dedup();
     types
@@ -166,7 +166,7 @@ fn proofs(signer: &Signer, name: &Name, types: &[RecordType], node: &Node, ttl: 
         let t: Vec<RecordType> = types.iter().copied().filter(|t| *t != gone).collect();
         signer.denial(name, ttl, &t).into_boxed_slice()
     };
-    let dynamic = node.dynamic.is_some();
+    let dynamic = node.dynamic().is_some();
     Proofs {
         all: signer.denial(name, ttl, types).into_boxed_slice(),
         no_a: dynamic.then(|| without(RecordType::A)),

@@ -35,6 +35,14 @@ pub(super) struct Store {
 }
 
 impl Store {
+    /// A store with room for `bytes` bytes of compact RRsets.
+    pub(super) fn with_capacity(bytes: usize) -> Store {
+        Store {
+            bytes: Vec::with_capacity(bytes),
+            records: Vec::new(),
+        }
+    }
+
     /// Stores `sets` (non-empty, the records of each owned by the node `key`, a
     /// lower-case wire name).
     pub(super) fn put(&mut self, key: &[u8], sets: Sets) -> RRsets {
@@ -137,6 +145,23 @@ impl Store {
                 let (_, count, records) = Walk::new(b).find(|(rt, _, _)| *rt == t)?;
                 Some(Cow::Owned(decode_set(owner(b, key), t, count, records)))
             }
+        }
+    }
+
+    /// Whether the node's RRsets are stored compact (every record of class IN, owned by
+    /// the node as one letter case).
+    pub(super) fn is_compact(&self, h: RRsets) -> bool {
+        !matches!(self.view(h), View::Records(_))
+    }
+
+    /// The owner of the node `key`'s records, as written (of the first record when
+    /// they are not compact).
+    pub(super) fn owner(&self, h: RRsets, key: &[u8]) -> Name {
+        match self.view(h) {
+            View::Records(sets) => (sets.first().and_then(|(_, rs)| rs.first()))
+                .map_or_else(|| from_wire(key), |r| r.name.clone()),
+            View::Bytes(b) => owner(b, key),
+            View::None => from_wire(key),
         }
     }
 

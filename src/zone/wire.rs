@@ -145,7 +145,13 @@ impl std::fmt::Debug for Template<'_> {
 impl WireIndex {
     /// Builds the index for `zones` (in load order, as [`super::best_zone`] sees them).
     pub(super) fn build(zones: &[Zone]) -> WireIndex {
-        let mut index = WireIndex::default();
+        // Sized at once: growing by doubling would hold up to twice the room for a while.
+        let nodes = zones.iter().map(|z| z.nodes.len()).sum();
+        let bytes = zones.iter().map(|z| z.nodes.name_bytes()).sum();
+        let mut index = WireIndex {
+            names: NameMap::with_capacity(nodes, bytes),
+            ..WireIndex::default()
+        };
         for (zi, zone) in zones.iter().enumerate() {
             index.zones.push(nx_soa(zone));
             // Unsigned, every plain name's NODATA is the same: one template per zone.
@@ -341,7 +347,7 @@ impl WireIndex {
                 )?
             })
         };
-        let per_family = match (node.dynamic, zone.signer()) {
+        let per_family = match (node.dynamic(), zone.signer()) {
             (Some(_), Some(_)) => Some((signed_for(1), signed_for(28))),
             _ => None,
         };
@@ -382,7 +388,7 @@ impl WireIndex {
             flags,
             sets,
             rrsets: first,
-            dynamic: node.dynamic.map_or(NONE, |r| r.0),
+            dynamic: node.dynamic,
             nodata,
         })
     }

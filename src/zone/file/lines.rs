@@ -39,11 +39,11 @@ impl Logical {
     }
 }
 
-/// Splits `text` into logical entries, skipping blank and comment-only lines.
-/// Returns structural errors (unbalanced parentheses, unterminated quotes) as
-/// `(line, message)`; entries after such an error are unreliable.
-pub(super) fn split(text: &str) -> (Vec<Logical>, Vec<(usize, String)>) {
-    let mut out = Vec::new();
+/// Splits `text` into logical entries, skipping blank and comment-only lines, and hands
+/// each to `entry` as it is read (a zone of millions of records is never held as
+/// entries all at once). Returns structural errors (unbalanced parentheses, unterminated
+/// quotes) as `(line, message)`; entries after such an error are unreliable.
+pub(super) fn split(text: &str, mut entry: impl FnMut(Logical)) -> Vec<(usize, String)> {
     let mut errs = Vec::new();
     let mut cur: Option<Logical> = None;
     let mut tok: Option<String> = None;
@@ -89,7 +89,7 @@ pub(super) fn split(text: &str) -> (Vec<Logical>, Vec<(usize, String)>) {
                 line_start = i + 1;
                 if !in_paren && let Some(mut l) = cur.take() {
                     l.end = i + 1;
-                    out.push(l);
+                    entry(l);
                 }
             }
             ';' => in_comment = true,
@@ -140,9 +140,9 @@ pub(super) fn split(text: &str) -> (Vec<Logical>, Vec<(usize, String)>) {
     }
     if let Some(mut l) = cur.take() {
         l.end = text.len();
-        out.push(l);
+        entry(l);
     }
-    (out, errs)
+    errs
 }
 
 fn open(cur: &mut Option<Logical>, line: usize, start: usize, blank_owner: bool) {
@@ -173,7 +173,8 @@ mod tests {
     fn splits_comments_quotes_and_parentheses() {
         let text = "; header\n$TTL 1h\n@ IN SOA ns1 host. ( 1 ; serial\n  2 3\n 4 5 )\n\
                     \tIN TXT \"a;b (\" \"q\\\"x\" ; note\nwww A 1.2.3.4";
-        let (ls, errs) = split(text);
+        let mut ls = Vec::new();
+        let errs = split(text, |l| ls.push(l));
         assert!(errs.is_empty(), "{errs:?}");
         assert_eq!(ls.iter().map(|l| l.line).collect::<Vec<_>>(), [2, 3, 6, 7]);
         assert_eq!(ls[0].directive(), Some("$TTL"));

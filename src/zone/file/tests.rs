@@ -26,9 +26,7 @@ fn fails(text: &str, want: &str) -> String {
 }
 
 fn line(z: &ZoneFile, name: &str, ty: RecordType) -> Option<usize> {
-    z.lines
-        .get(&(LowerName::from_str(name).unwrap(), ty))
-        .copied()
+    z.line(&Name::from_str(name).unwrap(), ty)
 }
 
 #[test]
@@ -38,7 +36,8 @@ fn good_zone_loads_with_records_and_lines() {
         \x20 IN NS ns1\n\tNS ns2.example.net.\nns1 300 IN A 192.0.2.1\nwww IN 60 A 192.0.2.10\n\
         \x20   AAAA 2001:db8::10\ntxt TXT \"v=1; a (b\" \"c\\\"d\"\n$ORIGIN sub\nx CNAME www\n";
     let z = parse(text).unwrap();
-    assert_eq!((&z.origin, z.records.len()), (&origin(), 8));
+    let records = z.records();
+    assert_eq!((&z.origin, records.len()), (&origin(), 8));
     let want = [
         ("gslb.example.com.", RecordType::SOA, 4),
         ("gslb.example.com.", RecordType::NS, 7),
@@ -51,7 +50,7 @@ fn good_zone_loads_with_records_and_lines() {
     for (name, ty, n) in want {
         assert_eq!(line(&z, name, ty), Some(n), "{name} {ty}");
     }
-    let find = |ty| z.records.iter().find(|r| r.record_type() == ty).unwrap();
+    let find = |ty| records.iter().find(|r| r.record_type() == ty).unwrap();
     assert_eq!(
         (find(RecordType::SOA).ttl, find(RecordType::A).ttl),
         (3600, 300)
@@ -258,8 +257,8 @@ fn ttls_of_2_pow_31_and_more_are_refused() {
     // RFC 2181 §8: 0..2^31-1; the largest allowed loads as written.
     let z = parse(&format!("{HEAD}max 2147483647 A 192.0.2.2\n")).unwrap();
     let max = z
-        .records
-        .iter()
+        .records()
+        .into_iter()
         .find(|r| r.name.to_string().starts_with("max"));
     assert_eq!(max.map(|r| r.ttl), Some(2_147_483_647));
     let e = fails(
@@ -310,4 +309,73 @@ fn invalid_ttls_say_the_ttl_is_invalid_and_why() {
         let e = fails(&format!("$TTL {ttl}\n{}", &HEAD[9..]), why);
         assert!(e.contains(&format!(":1: $TTL {ttl}: ")), "{e}");
     }
+}
+
+#[test]
+fn chunks_parse_as_the_whole_file_does() {
+    // The unit tests cut chunks of two entries: owners stated once for several lines,
+    // TTLs carried from the last record before any $TTL, the same RRset spread over
+    // chunks with duplicates and changed TTLs, and names in mixed case must all come out
+    // as hickory makes them of the whole file.
+    let text = "$ORIGIN gslb.example.com.\n@ 3600 IN SOA ns1 hostmaster 1 3600 600 86400 60\n\
+        @ NS ns1\nns1 A 192.0.2.1\na 60 A 192.0.2.2\n  A 192.0.2.3\n  TXT \"t\"\nb A 192.0.2.4\n\
+        a A 192.0.2.2\na 120 A 192.0.2.3\nMixed TXT \"x\"\nmixed TXT \"y\"\n$TTL 300\n\
+        c A 192.0.2.5\nc IN AAAA ::1\nd IN 30 MX 10 mail\nmail A 192.0.2.6\n\
+        $ORIGIN sub.gslb.example.com.\ne A 192.0.2.7\na.gslb.example.com. A 192.0.2.9\n\
+        MIXED.gslb.example.com. 5 TXT \"z\"\n";
+    type Sets = std::collections::BTreeMap<(LowerName, RecordType), Vec<String>>;
+    let by_set = |records: Vec<Record>| {
+        let mut sets = Sets::new();
+        for r in records {
+            let key = (LowerName::new(&r.name), r.record_type());
+            let shown = format!("{} {} {}", r.name, r.ttl, r.data);
+            sets.entry(key).or_default().push(shown);
+        }
+        sets
+    };
+    let (_, map) = hickory_proto::serialize::txt::Parser::new(text, None, Some(origin()))
+        .parse()
+        .unwrap();
+    let whole = by_set(map.into_values().flat_map(|s| s.into_iter()).collect());
+    let z = parse(text).unwrap();
+    assert_eq!(by_set(z.records()), whole);
+    assert_eq!(whole.len(), 12, "{whole:#?}");
+    assert_eq!(line(&z, "a.gslb.example.com.", RecordType::A), Some(5));
+    assert_eq!(
+        line(&z, "mixed.gslb.example.com.", RecordType::TXT),
+        Some(11)
+    );
+}
+
+#[test]
+fn owners_without_records_do_not_become_nodes() {
+    // Should the expander ever name an owner that hickory gives no record, that owner
+    // must not become an empty node (it would answer NODATA instead of NXDOMAIN).
+    let z = parse(&format!("{HEAD}www A 192.0.2.9\n")).unwrap();
+    let mut nodes = z.nodes.clone();
+    let ghost =
+        nodes.index_or_insert_with(b"\x05ghost\x04gslb\x07example\x03com\x00", Node::default);
+    let www = z
+        .nodes
+        .index_of(Key::of(&Name::from_str("www.gslb.example.com.").unwrap()).bytes());
+    let www = www.unwrap() as u32;
+    let mut firsts = Firsts {
+        firsts: vec![(www, 1, 4), (ghost as u32, 1, 5)],
+        second_cnames: vec![(ghost as u32, 6, 5)],
+    };
+    let g = firsts.without_phantoms(Gathered {
+        nodes,
+        store: z.store.clone(),
+    });
+    assert_eq!(g.nodes.len(), z.nodes.len());
+    assert!(
+        g.nodes
+            .get(b"\x05ghost\x04gslb\x07example\x03com\x00")
+            .is_none()
+    );
+    let www2 = g
+        .nodes
+        .index_of(Key::of(&Name::from_str("www.gslb.example.com.").unwrap()).bytes());
+    assert_eq!(firsts.firsts, [(www2.unwrap() as u32, 1, 4)]);
+    assert!(firsts.second_cnames.is_empty());
 }
