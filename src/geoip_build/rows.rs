@@ -36,7 +36,7 @@ const IPV4_SPACE: [(&str, &str); 4] = [
     ("2002::/16", "6to4, an alias of the IPv4 networks"),
 ];
 
-/// One valid row.
+/// One valid row (a CSV may have millions: 64 bytes, nothing on the heap).
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Row {
     /// 1-based line in the CSV, for errors found later (the writer).
@@ -44,13 +44,37 @@ pub(super) struct Row {
     /// The network, host bits clear.
     pub(super) net: IpNet,
     /// `EU`.
-    pub(super) continent: String,
+    pub(super) continent: Code,
     /// `GB`.
-    pub(super) country: String,
+    pub(super) country: Code,
     /// The part after the country and hyphen: `ENG` for `GB-ENG` (GeoLite2 stores it so).
-    pub(super) subdivision: Option<String>,
+    pub(super) subdivision: Option<Code>,
     /// (latitude, longitude) in degrees.
     pub(super) coords: Option<(f64, f64)>,
+}
+
+/// A code of 1 to 3 ASCII letters or digits (continent, country, subdivision).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) struct Code {
+    bytes: [u8; 3],
+    len: u8,
+}
+
+impl Code {
+    /// `s` when it is 1 to 3 ASCII characters (the parser checked which).
+    fn new(s: &str) -> Code {
+        let mut bytes = [0; 3];
+        let len = s.len().min(3);
+        bytes[..len].copy_from_slice(&s.as_bytes()[..len]);
+        Code {
+            bytes,
+            len: len as u8,
+        }
+    }
+
+    pub(super) fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
 }
 
 /// Every valid row, or every problem found (each naming `path:line`).
@@ -151,8 +175,8 @@ fn parse_row(line: usize, fields: &[&str]) -> Result<Row, Vec<String>> {
         Some(net) if errors.is_empty() => Ok(Row {
             line,
             net,
-            continent: continent.to_owned(),
-            country: country.to_owned(),
+            continent: Code::new(continent),
+            country: Code::new(country),
             subdivision,
             coords,
         }),
@@ -203,7 +227,7 @@ fn parse_network(s: &str) -> Result<IpNet, String> {
 
 /// `US-CA` → `CA`: the form gslbd's geo rules use, stored the way GeoLite2 does (the
 /// subdivision's own code, under the country).
-fn parse_subdivision(s: &str, country: &str, country_ok: bool) -> Result<String, String> {
+fn parse_subdivision(s: &str, country: &str, country_ok: bool) -> Result<Code, String> {
     let shape = |code: &str, len: std::ops::RangeInclusive<usize>| {
         len.contains(&code.len())
             && code
@@ -215,7 +239,7 @@ fn parse_subdivision(s: &str, country: &str, country_ok: bool) -> Result<String,
             // With a bad country the row is already rejected; do not pile a second,
             // confusing error about the mismatch onto it.
             if c == country || !country_ok {
-                Ok(code.to_owned())
+                Ok(Code::new(code))
             } else {
                 Err(format!(
                     "subdivision {s:?} does not belong to country {country} (it must start with \"{country}-\")"
