@@ -36,9 +36,9 @@
 //! 24/28/32-bit records, a byte layout that depends only on the rows and `build_epoch`,
 //! files that both the `maxminddb` crate and Debian's C `mmdblookup` read. That crate
 //! holds every record as a tree of `BTreeMap`s three times over and clones its search
-//! tree to write it: 5.4 GB and 40 s for 452,608 networks each with its own coordinates
-//! (a 42 MB file). `mmdb.rs` keeps a record in 40 bytes and a node in 8: 107 MB and
-//! 2.5 s for the same networks (`bench/memory.py`).
+//! tree to write it: 5.2 GiB and 40 s for 452,608 networks each with its own coordinates
+//! (a 41 MiB file). `mmdb.rs` keeps a record in 40 bytes and a node in 8: 104 MiB and
+//! 2.7 s for the same networks (`bench/memory.py`).
 
 mod mmdb;
 mod rows;

@@ -2,8 +2,8 @@
 //! the bytes the `mmdb-writer` crate (0.1) writes for the same rows (a test compares them),
 //! in a few bytes a network: that crate holds each record as a tree of `BTreeMap`s, three
 //! times over (its value pool, the pool's index, the data section's deduplication), and
-//! its search tree in 16-byte nodes cloned to be written: 5.4 GB for 452,608 networks
-//! with their own coordinates, for a 42 MB file.
+//! its search tree in 16-byte nodes cloned to be written: 5.2 GiB for 452,608 networks
+//! with their own coordinates, for a 41 MiB file.
 //!
 //! The search tree is built as that crate builds it (MaxMind's algorithm): a bit-by-bit
 //! trie over the 128-bit address space, IPv4 under `::/96`, networks inserted from short

@@ -312,7 +312,7 @@ impl Zones {
     /// zone files, and none of them nor any file they include changed since they were
     /// read. (A reload of a config that leaves the zones alone then keeps them, instead
     /// of building them anew beside the ones serving: a zone of a million names takes
-    /// seconds to load and 200 MB while it does.)
+    /// seconds to load and 167 MiB more while it does.)
     pub fn files_unchanged(&self, dir: &Path) -> bool {
         let Ok(paths) = file::zone_paths(dir) else {
             return false;
