@@ -100,6 +100,9 @@ pub(super) struct Expander {
     ttl: Option<String>,
     /// hickory's class for records that state none (the last one stated) is IN.
     class_in: bool,
+    /// The last record entry named no type: hickory read its owner and TTL and kept the
+    /// TTL for the next record, so the next entry cannot start a chunk.
+    typeless: bool,
     pub(super) diags: Diagnostics,
     /// The splitter failed somewhere: entry boundaries cannot be trusted.
     pub(super) fatal: bool,
@@ -307,6 +310,7 @@ impl Expander {
         let since = self.chunks.last().map_or(0, |c| c.first);
         if pieces - since >= CHUNK
             && !l.blank_owner
+            && !self.typeless
             && (has_ttl || self.ttl.is_some())
             && (class.is_some() || self.class_in)
         {
@@ -319,6 +323,7 @@ impl Expander {
         if let Some(class) = class {
             self.class_in = class == DNSClass::IN;
         }
+        self.typeless = key.is_none();
         self.emit(file, l, at, key);
     }
 

@@ -315,14 +315,15 @@ fn invalid_ttls_say_the_ttl_is_invalid_and_why() {
 fn chunks_parse_as_the_whole_file_does() {
     // The unit tests cut chunks of two entries: owners stated once for several lines,
     // TTLs carried from the last record before any $TTL, the same RRset spread over
-    // chunks with duplicates and changed TTLs, and names in mixed case must all come out
-    // as hickory makes them of the whole file.
+    // chunks with duplicates and changed TTLs, names in mixed case, and a line with an
+    // owner and a TTL but no type (hickory gives that TTL to the next record) must all
+    // come out as hickory makes them of the whole file.
     let text = "$ORIGIN gslb.example.com.\n@ 3600 IN SOA ns1 hostmaster 1 3600 600 86400 60\n\
         @ NS ns1\nns1 A 192.0.2.1\na 60 A 192.0.2.2\n  A 192.0.2.3\n  TXT \"t\"\nb A 192.0.2.4\n\
         a A 192.0.2.2\na 120 A 192.0.2.3\nMixed TXT \"x\"\nmixed TXT \"y\"\n$TTL 300\n\
         c A 192.0.2.5\nc IN AAAA ::1\nd IN 30 MX 10 mail\nmail A 192.0.2.6\n\
         $ORIGIN sub.gslb.example.com.\ne A 192.0.2.7\na.gslb.example.com. A 192.0.2.9\n\
-        MIXED.gslb.example.com. 5 TXT \"z\"\n";
+        MIXED.gslb.example.com. 5 TXT \"z\"\nf 77\ng A 192.0.2.10\nh A 192.0.2.11\n";
     type Sets = std::collections::BTreeMap<(LowerName, RecordType), Vec<String>>;
     let by_set = |records: Vec<Record>| {
         let mut sets = Sets::new();
@@ -339,7 +340,7 @@ fn chunks_parse_as_the_whole_file_does() {
     let whole = by_set(map.into_values().flat_map(|s| s.into_iter()).collect());
     let z = parse(text).unwrap();
     assert_eq!(by_set(z.records()), whole);
-    assert_eq!(whole.len(), 12, "{whole:#?}");
+    assert_eq!(whole.len(), 14, "{whole:#?}");
     assert_eq!(line(&z, "a.gslb.example.com.", RecordType::A), Some(5));
     assert_eq!(
         line(&z, "mixed.gslb.example.com.", RecordType::TXT),
