@@ -8,8 +8,9 @@
 //! and counted, without allocating either.
 //!
 //! The same allocator counts bytes: a zone of many simple names is held in a bounded
-//! number of bytes per name, and loading it needs a bounded number more (the figures of
-//! whole servers are `bench/memory.py`'s).
+//! number of bytes per name, loading it needs a bounded number more, and `geoip build`
+//! a small multiple of the file it writes (the figures of whole processes are
+//! `bench/memory.py`'s).
 //!
 //! Its own test binary: a counting allocator is global to the binary.
 
@@ -367,4 +368,30 @@ fn a_zone_of_many_simple_names_takes_little_memory_per_name() {
     let reply = Message::from_vec(&out).unwrap();
     assert_eq!(reply.answers.len(), 1);
     assert_eq!(reply.answers[0].data.to_string(), "10.0.78.31");
+}
+
+#[test]
+fn geoip_build_takes_a_small_multiple_of_its_output() {
+    // 10,000 networks, each with its own coordinates (nothing shared, nothing merged).
+    let mut csv = String::new();
+    for i in 0..5_000u32 {
+        let (a, b) = (1 + i / 250, i % 250);
+        let (lat, lon) = (f64::from(i % 170) - 80.5, f64::from(i) / 29.0 - 170.25);
+        csv.push_str(&format!("{a}.{b}.7.0/24,EU,DE,DE-BY,{lat:.3},{lon:.4}\n"));
+        csv.push_str(&format!(
+            "2a01:{i:x}::/32,AS,JP,,{:.3},{lon:.4}\n",
+            lat + 0.25
+        ));
+    }
+    let path = Path::new("networks.csv");
+    let (db, _, peak) =
+        bytes(|| gslbd::geoip_build::build_bytes(&csv, path, 0).expect("valid CSV"));
+    // 4 times the file; with the `mmdb-writer` crate 177 times: every record a tree of
+    // BTreeMaps three times over, and its search tree cloned to be written.
+    let times = peak as f64 / db.len() as f64;
+    assert!(
+        times < 6.0,
+        "{peak} bytes at the peak for {} written",
+        db.len()
+    );
 }
