@@ -82,3 +82,61 @@ async fn nxdomain_answers_by_do_and_co() {
     assert_eq!(formerr.metadata.response_code, ResponseCode::FormErr);
     let _ = server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_signing_cap_a_new_denial_is_servfail_and_precomputed_answers_still_flow() {
+    use std::sync::Arc;
+
+    use gslbd::dnssec::fresh::Fresh;
+    use gslbd::instance::Listeners;
+    use gslbd::snapshot::{Signing, Snapshot};
+
+    let config = format!("{CONFIG}\n[dnssec]\nkeys = \"keys\"\n");
+    let dep = Deployment::new(&config, &[("gslb.test.zone", &zone_text())]);
+    dnssec::tool::keygen(&dep.config(), None, false).unwrap();
+    let overrides = Overrides {
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        admin: None,
+    };
+    let mut snap = overrides.applied(Snapshot::load(&dep.config()).unwrap());
+    // A cap of 0 signatures a second: nothing may be signed on first use.
+    let epoch = snap.signing.as_ref().unwrap().epoch;
+    snap.signing = Some(Arc::new(Signing {
+        epoch,
+        fresh: Fresh::new(16, 0),
+    }));
+    let listeners = Listeners::bind(&snap.model).await.unwrap();
+    let server = Instance::start(dep.config(), overrides, snap, listeners)
+        .await
+        .unwrap();
+    let udp = server.udp_addrs()[0];
+    let (denied, www) = tokio::task::spawn_blocking(move || {
+        let mut m = query("www.gslb.test.", RecordType::A);
+        let mut e = Edns::new();
+        e.set_max_payload(1232);
+        e.set_dnssec_ok(true);
+        m.set_edns(e);
+        (ask(udp, RecordType::A, true, false), dns::udp(udp, &m))
+    })
+    .await
+    .unwrap();
+    assert_eq!(denied.metadata.response_code, ResponseCode::ServFail);
+    assert_eq!(www.metadata.response_code, ResponseCode::NoError);
+    assert!(
+        www.answers
+            .iter()
+            .any(|r| r.record_type() == RecordType::RRSIG),
+        "precomputed signatures need no signing"
+    );
+    let capped = &server
+        .control()
+        .state()
+        .snapshot()
+        .signing
+        .clone()
+        .unwrap()
+        .fresh
+        .capped;
+    assert_eq!(capped.load(std::sync::atomic::Ordering::Relaxed), 1);
+    let _ = server.stop().await;
+}
