@@ -149,12 +149,6 @@ impl Control {
             return Err(e.into());
         }
         queries.reloads_ok.fetch_add(1, Relaxed);
-        // The previous snapshot is gone once the last query holding it is answered: hand
-        // its memory back to the kernel (off the async threads: trimming takes a while).
-        tokio::spawn(async {
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            let _ = tokio::task::spawn_blocking(crate::snapshot::release_free_heap).await;
-        });
         *self.config_loaded.lock().unwrap_or_else(|e| e.into_inner()) = SystemTime::now();
         info!("reloaded {}: {summary}", self.config.display());
         for w in &warnings {
